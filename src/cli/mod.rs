@@ -1,0 +1,133 @@
+//! Command-line interface: argument parsing and what each command prints.
+//! Knows nothing of archive formats or Parquet details.
+
+pub mod convert;
+pub mod progress;
+pub mod status;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::lake::LAKE_ENV;
+
+/// Embedded analytical query engine for SaaS audit archives.
+#[derive(Debug, Parser)]
+#[command(name = "auditlake", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log more (repeat for more detail); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LakeArg {
+    /// Lake directory [default: $AUDITLAKE_LAKE, else ./lake]
+    #[arg(long, env = LAKE_ENV, default_value = "lake", hide_default_value = true, hide_env = true)]
+    pub lake: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert audit archives (files or directories) into the lake.
+    Convert(ConvertArgs),
+    /// Show the lake's tables, months and converted archives.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Archive files, or directories searched recursively for *.json and *.json.gz.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Convert archives again even if their sha256 is already recorded.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Archives read in parallel [default: number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Memory limit of the merge engine (e.g. 256M, 1G); sorts spill to disk beyond it.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub memory_limit: usize,
+
+    /// Directory for temporary staging and spill files [default: system temp dir].
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
+
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Print a JSON summary of the run on stdout (for scheduled jobs).
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses sizes such as `512M`, `2G`, `1048576`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (digits, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, ""), |i| t.split_at(i));
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (examples: 512M, 2G)"))?;
+    let factor = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("{text:?}: unknown unit (use K, M or G)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Human-readable byte count.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12X").is_err());
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+    }
+}

@@ -1,0 +1,66 @@
+//! `auditlake status`: what the lake holds.
+
+use crate::cli::{StatusArgs, human_bytes};
+use crate::lake::Lake;
+
+pub fn run(args: StatusArgs) -> anyhow::Result<bool> {
+    let lake = Lake::local(&args.lake.lake)?;
+    if !lake.exists() {
+        anyhow::bail!(
+            "no lake at {}: convert archives first (auditlake convert <PATH>... --lake {})",
+            lake.root().display(),
+            args.lake.lake.display()
+        );
+    }
+    let status = lake.status()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(true);
+    }
+    println!("lake {}", status.lake);
+    if status.tables.is_empty() {
+        println!("no tables yet: convert archives with `auditlake convert <PATH>...`");
+    }
+    for table in &status.tables {
+        println!(
+            "\ntable {}: {} month{}, {} file{}, {} rows, {}",
+            table.name,
+            table.months.len(),
+            plural(table.months.len()),
+            table.files,
+            plural(table.files),
+            table.rows,
+            human_bytes(table.bytes)
+        );
+        println!("  {:<8} {:>10} {:>11}  owners", "month", "rows", "bytes");
+        for m in &table.months {
+            println!(
+                "  {:<8} {:>10} {:>11}  {}",
+                m.month,
+                m.rows,
+                human_bytes(m.bytes),
+                m.owners.join(", ")
+            );
+        }
+    }
+    println!(
+        "\n{} archive{} recorded",
+        status.archives.len(),
+        plural(status.archives.len())
+    );
+    for a in &status.archives {
+        println!(
+            "  {}  {}  {} entries  months {}  sha256 {}",
+            a.converted_at,
+            a.name,
+            a.entries,
+            a.months.join(","),
+            &a.sha256[..12.min(a.sha256.len())]
+        );
+    }
+    Ok(true)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,134 @@
+//! Phase 2 of a conversion: merge staged rows into a partition's data file.
+//!
+//! The new file holds every row of the old file and of the staged rows, once
+//! per key (`id`): when a key comes again the staged (newest) row wins, and
+//! among staged duplicates the later entry of the archive wins. Rows are
+//! sorted by time (then key, so the output is deterministic). DataFusion does
+//! the heavy lifting — its sorts spill to disk under the session's memory
+//! limit, so a month of any size merges in bounded memory — and the result
+//! streams into a hidden temporary file that is renamed over the old one.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::StreamExt;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+
+use super::stage::ENTRY_COLUMN;
+use crate::lake::commit::PendingFile;
+use crate::lake::parquet::writer_properties;
+use crate::lake::parquet_row_count;
+use crate::table::TableSpec;
+
+/// Row counts of one merged partition file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MergeStats {
+    pub rows_before: u64,
+    pub rows_after: u64,
+}
+
+/// Quotes an SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Merges the staged file into `target` (which may not exist yet).
+pub async fn merge_into(
+    ctx: &SessionContext,
+    spec: &TableSpec,
+    staged: &Path,
+    target: &Path,
+) -> anyhow::Result<MergeStats> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let new_table = format!("merge_new_{n}");
+    let old_table = format!("merge_old_{n}");
+
+    let columns: Vec<String> = spec.schema.fields().iter().map(|f| ident(f.name())).collect();
+    let columns = columns.join(", ");
+    let key = ident(spec.key_column);
+    let time = ident(spec.time_column);
+    let entry = ident(ENTRY_COLUMN);
+
+    let options = ParquetReadOptions::default();
+    ctx.register_parquet(&new_table, path_str(staged)?, options.clone())
+        .await
+        .with_context(|| format!("cannot read staged rows {}", staged.display()))?;
+    let has_old = target.exists();
+    let rows_before = if has_old {
+        ctx.register_parquet(&old_table, path_str(target)?, options)
+            .await
+            .with_context(|| format!("cannot read {}", target.display()))?;
+        parquet_row_count(target)?
+    } else {
+        0
+    };
+
+    let sources = if has_old {
+        format!(
+            "SELECT {columns}, CAST(0 AS BIGINT) AS _order, CAST(0 AS BIGINT) AS _entry FROM {old_table} \
+             UNION ALL SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
+        )
+    } else {
+        format!(
+            "SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
+        )
+    };
+    let sql = format!(
+        "SELECT {columns} FROM (\
+           SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY _order DESC, _entry DESC) AS _rank \
+           FROM ({sources})\
+         ) WHERE _rank = 1 ORDER BY {time}, {key}"
+    );
+
+    let result = write_query(ctx, spec, &sql, target).await;
+    let _ = ctx.deregister_table(&new_table);
+    let _ = ctx.deregister_table(&old_table);
+    let rows_after = result?;
+    Ok(MergeStats {
+        rows_before,
+        rows_after,
+    })
+}
+
+/// Runs `sql` and streams its rows into `target`, atomically replacing it.
+async fn write_query(
+    ctx: &SessionContext,
+    spec: &TableSpec,
+    sql: &str,
+    target: &Path,
+) -> anyhow::Result<u64> {
+    let df = ctx.sql(sql).await.context("cannot plan the merge")?;
+    let mut stream = df.execute_stream().await.context("cannot run the merge")?;
+
+    let pending = PendingFile::new(target)
+        .with_context(|| format!("cannot create a temporary file next to {}", target.display()))?;
+    let file = tokio::fs::File::create(pending.temp_path())
+        .await
+        .with_context(|| format!("cannot create {}", pending.temp_path().display()))?;
+    let mut writer = AsyncArrowWriter::try_new(file, spec.schema.clone(), Some(writer_properties(spec)))?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.context("merge failed")?;
+        // The query's schema may mark columns nullable; the table's does not.
+        let batch = RecordBatch::try_new(spec.schema.clone(), batch.columns().to_vec())
+            .context("merged rows do not fit the table schema")?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).await?;
+    }
+    writer.finish().await?;
+    let file = writer.into_inner();
+    drop(file);
+    tokio::task::spawn_blocking(move || pending.commit())
+        .await?
+        .with_context(|| format!("cannot replace {}", target.display()))?;
+    Ok(rows)
+}
+
+fn path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("{}: path is not valid UTF-8", path.display()))
+}

@@ -1,0 +1,361 @@
+//! Converting archives into the lake.
+//!
+//! Each archive goes through two phases:
+//! 1. **stage** (blocking, several archives in parallel): hash the file, skip
+//!    it if the lake already recorded that sha256, otherwise stream-parse it
+//!    into temporary per-partition files. A bad archive fails here, before it
+//!    touched the lake.
+//! 2. **commit** (in input order, one archive at a time): merge each staged
+//!    partition into its month file (see [`merge`]), then record the archive
+//!    in the manifest. Committing in order makes "the newest conversion wins"
+//!    well defined when archives of one run share event ids.
+//!
+//! At most `jobs` archives are staged ahead of the commit, which bounds both
+//! memory and temporary disk use.
+
+pub mod discover;
+pub mod merge;
+pub mod stage;
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::lake::manifest::ArchiveRecord;
+use crate::lake::{Lake, PartitionKey, commit::remove_stale_temp_files};
+use crate::source::{self, ByteCounter, Format};
+use crate::table::TableSpec;
+use stage::{StagedPart, Stager};
+
+/// Default memory limit of the merge engine.
+pub const DEFAULT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// How a conversion run behaves.
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// Files and directories to convert.
+    pub inputs: Vec<PathBuf>,
+    /// Convert archives even when their sha256 is already recorded.
+    pub force: bool,
+    /// Archives staged in parallel.
+    pub jobs: usize,
+    /// Memory limit of the merge engine, in bytes; sorts spill beyond it.
+    pub memory_limit: usize,
+    /// Where staging and spill files go (default: the system temp dir).
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// What happened to one archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveStatus {
+    Converted,
+    Unchanged,
+    Failed,
+}
+
+/// The outcome of one archive, as printed and as logged with `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchiveOutcome {
+    pub path: String,
+    pub name: String,
+    pub status: ArchiveStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub entries: u64,
+    pub months: Vec<String>,
+    pub rows_written: u64,
+    pub new_rows: u64,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ArchiveOutcome {
+    fn new(path: &Path, status: ArchiveStatus) -> Self {
+        ArchiveOutcome {
+            path: path.display().to_string(),
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            status,
+            sha256: None,
+            format: None,
+            table: None,
+            entries: 0,
+            months: Vec::new(),
+            rows_written: 0,
+            new_rows: 0,
+            seconds: 0.0,
+            error: None,
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub lake: String,
+    pub archives: Vec<ArchiveOutcome>,
+    pub converted: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub entries: u64,
+    pub rows_written: u64,
+    pub new_rows: u64,
+    pub seconds: f64,
+}
+
+/// Receives progress while a run goes on (the CLI prints it).
+pub trait Observer: Send + Sync {
+    /// An archive started being read; `progress` counts its bytes read.
+    fn archive_started(&self, _path: &Path, _file_bytes: u64, _progress: ByteCounter) {}
+    fn archive_finished(&self, _outcome: &ArchiveOutcome) {}
+}
+
+/// An observer that reports nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Phase 1's result for one archive.
+enum Prepared {
+    Unchanged(ArchiveOutcome),
+    Staged(StagedArchive),
+}
+
+struct StagedArchive {
+    path: PathBuf,
+    sha256: String,
+    format: Format,
+    spec: TableSpec,
+    entries: u64,
+    parts: Vec<(PartitionKey, StagedPart)>,
+    /// Owns the staging files; removed on drop.
+    _dir: TempDir,
+    started: Instant,
+}
+
+/// Converts the archives of `options.inputs` into `lake`.
+///
+/// Archive-level failures are reported in the summary (status `failed`) and
+/// do not stop the run; an `Err` means the run itself could not proceed.
+pub async fn convert(
+    lake: &Lake,
+    options: &ConvertOptions,
+    observer: Arc<dyn Observer>,
+) -> anyhow::Result<RunSummary> {
+    let run_started = Instant::now();
+    let archives = discover::find_archives(&options.inputs)?;
+    let _lock = lake.lock_for_writing()?;
+    let stale = remove_stale_temp_files(lake.root())
+        .with_context(|| format!("cannot clean up {}", lake.root().display()))?;
+    if stale > 0 {
+        tracing::info!("removed {stale} unfinished file(s) left by an interrupted run");
+    }
+
+    let temp_root = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let scratch = tempfile::Builder::new()
+        .prefix("auditlake-")
+        .tempdir_in(&temp_root)
+        .with_context(|| format!("cannot create a temporary directory in {}", temp_root.display()))?;
+    let ctx = merge_session(options.memory_limit, scratch.path())?;
+
+    let jobs = options.jobs.max(1);
+    let mut pending = VecDeque::new();
+    let mut queue = archives.into_iter();
+    let mut outcomes = Vec::new();
+    let mut seen = HashSet::new();
+    loop {
+        while pending.len() < jobs {
+            let Some(path) = queue.next() else { break };
+            let lake = lake.clone();
+            let force = options.force;
+            let staging = scratch.path().to_path_buf();
+            let observer = observer.clone();
+            pending.push_back(tokio::task::spawn_blocking(move || {
+                let result = prepare(&lake, &path, force, &staging, observer.as_ref());
+                (path, result)
+            }));
+        }
+        let Some(handle) = pending.pop_front() else { break };
+        let (path, prepared) = handle.await.context("a conversion task panicked")?;
+        let outcome = match prepared {
+            Ok(Prepared::Unchanged(outcome)) => outcome,
+            Ok(Prepared::Staged(staged)) if !seen.insert(staged.sha256.clone()) => {
+                // The same bytes were given twice in this run.
+                let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Unchanged);
+                outcome.sha256 = Some(staged.sha256);
+                outcome
+            }
+            Ok(Prepared::Staged(staged)) => commit(lake, &ctx, staged).await.unwrap_or_else(|e| {
+                failed(&path, format!("{e:#}"))
+            }),
+            Err(e) => failed(&path, format!("{e:#}")),
+        };
+        observer.archive_finished(&outcome);
+        outcomes.push(outcome);
+    }
+
+    let count = |s| outcomes.iter().filter(|o: &&ArchiveOutcome| o.status == s).count();
+    Ok(RunSummary {
+        lake: lake.root().display().to_string(),
+        converted: count(ArchiveStatus::Converted),
+        unchanged: count(ArchiveStatus::Unchanged),
+        failed: count(ArchiveStatus::Failed),
+        entries: outcomes.iter().map(|o| o.entries).sum(),
+        rows_written: outcomes.iter().map(|o| o.rows_written).sum(),
+        new_rows: outcomes.iter().map(|o| o.new_rows).sum(),
+        seconds: run_started.elapsed().as_secs_f64(),
+        archives: outcomes,
+    })
+}
+
+fn failed(path: &Path, error: String) -> ArchiveOutcome {
+    let mut outcome = ArchiveOutcome::new(path, ArchiveStatus::Failed);
+    outcome.error = Some(error);
+    outcome
+}
+
+/// The DataFusion session that merges partitions: bounded memory, spilling
+/// to `spill_dir`.
+pub fn merge_session(memory_limit: usize, spill_dir: &Path) -> anyhow::Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![spill_dir.to_path_buf()])),
+        )
+        .build_arc()
+        .context("cannot start the merge engine")?;
+    let config = SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// Phase 1: hash, look up, and stage one archive.
+fn prepare(
+    lake: &Lake,
+    path: &Path,
+    force: bool,
+    staging_root: &Path,
+    observer: &dyn Observer,
+) -> anyhow::Result<Prepared> {
+    let started = Instant::now();
+    let sha256 = sha256_file(path)?;
+    if !force && let Some(record) = lake.manifest().get(&sha256)? {
+        let mut outcome = ArchiveOutcome::new(path, ArchiveStatus::Unchanged);
+        outcome.sha256 = Some(sha256);
+        outcome.format = Some(record.format);
+        outcome.table = Some(record.table);
+        outcome.entries = record.entries;
+        outcome.months = record.months;
+        outcome.seconds = started.elapsed().as_secs_f64();
+        return Ok(Prepared::Unchanged(outcome));
+    }
+
+    let opened = source::open_archive(path).context("cannot open")?;
+    observer.archive_started(path, opened.file_bytes, opened.progress.clone());
+    let dir = tempfile::Builder::new()
+        .prefix("stage-")
+        .tempdir_in(staging_root)
+        .context("cannot create a staging directory")?;
+    let owner_fallback =
+        discover::account_from_file_name(path).unwrap_or_else(|| "unknown".to_string());
+    let mut stager: Option<Stager> = None;
+    let (format, stats) = source::read_archive(opened.reader, |format, batch| {
+        stager
+            .get_or_insert_with(|| Stager::new(dir.path(), format.table_spec(), owner_fallback.clone()))
+            .push(batch)
+    })?;
+    let parts = match stager {
+        Some(s) => s.finish()?,
+        None => Vec::new(),
+    };
+    Ok(Prepared::Staged(StagedArchive {
+        path: path.to_path_buf(),
+        sha256,
+        format,
+        spec: format.table_spec(),
+        entries: stats.entries,
+        parts,
+        _dir: dir,
+        started,
+    }))
+}
+
+/// Phase 2: merge each staged partition into the lake, then record the archive.
+async fn commit(
+    lake: &Lake,
+    ctx: &SessionContext,
+    staged: StagedArchive,
+) -> anyhow::Result<ArchiveOutcome> {
+    let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
+    let mut months = Vec::new();
+    for (key, part) in &staged.parts {
+        let target = lake.partition_file(staged.spec.name, key);
+        let stats = merge::merge_into(ctx, &staged.spec, &part.path, &target)
+            .await
+            .with_context(|| format!("cannot merge into {}", target.display()))?;
+        tracing::debug!(?key, staged = part.rows, ?stats, "merged partition");
+        outcome.rows_written += stats.rows_after;
+        outcome.new_rows += stats.rows_after - stats.rows_before;
+        months.push(key.month_label());
+    }
+    months.sort();
+    months.dedup();
+    outcome.sha256 = Some(staged.sha256.clone());
+    outcome.format = Some(staged.format.name().to_string());
+    outcome.table = Some(staged.spec.name.to_string());
+    outcome.entries = staged.entries;
+    outcome.months = months;
+    outcome.seconds = staged.started.elapsed().as_secs_f64();
+    let record = ArchiveRecord {
+        sha256: staged.sha256,
+        name: outcome.name.clone(),
+        path: outcome.path.clone(),
+        format: outcome.format.clone().unwrap_or_default(),
+        table: outcome.table.clone().unwrap_or_default(),
+        entries: outcome.entries,
+        rows_written: outcome.rows_written,
+        new_rows: outcome.new_rows,
+        months: outcome.months.clone(),
+        converted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        seconds: outcome.seconds,
+        auditlake_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    lake.manifest()
+        .put(&record)
+        .context("the data was merged but the conversion record could not be written")?;
+    Ok(outcome)
+}
+
+/// Hex sha256 of a file's bytes (errors do not repeat the path).
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut file = std::fs::File::open(path).context("cannot open")?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf).context("cannot read")?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,190 @@
+//! Phase 1 of a conversion: stream one archive and spread its rows over
+//! temporary per-partition Parquet files ("staging"), so that memory stays
+//! bounded whatever the archive's size and a rejected archive leaves nothing
+//! behind in the lake.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::lake::PartitionKey;
+use crate::source::ParsedBatch;
+use crate::table::TableSpec;
+
+/// Column added to staged rows: the entry's index in its archive, so the
+/// merge can let the later of two duplicates win.
+pub const ENTRY_COLUMN: &str = "_entry";
+
+/// One partition's staged rows.
+#[derive(Debug)]
+pub struct StagedPart {
+    pub path: PathBuf,
+    pub rows: u64,
+}
+
+/// Writes staged rows, one file per partition.
+pub struct Stager {
+    dir: PathBuf,
+    spec: TableSpec,
+    staged_schema: SchemaRef,
+    owner_fallback: String,
+    writers: HashMap<PartitionKey, (ArrowWriter<File>, PathBuf, u64)>,
+    month: MonthCache,
+}
+
+impl Stager {
+    pub fn new(dir: &Path, spec: TableSpec, owner_fallback: String) -> Self {
+        let mut fields: Vec<Field> = spec.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(ENTRY_COLUMN, DataType::UInt64, false));
+        Stager {
+            dir: dir.to_path_buf(),
+            spec,
+            staged_schema: Arc::new(Schema::new(fields)),
+            owner_fallback,
+            writers: HashMap::new(),
+            month: MonthCache::default(),
+        }
+    }
+
+    /// Routes each row of the batch to its partition's staging file.
+    pub fn push(&mut self, parsed: ParsedBatch) -> anyhow::Result<()> {
+        let batch = &parsed.batch;
+        let times = batch
+            .column_by_name(self.spec.time_column)
+            .context("time column missing")?
+            .as_primitive::<TimestampMicrosecondType>();
+        let owners = batch
+            .column_by_name(self.spec.owner_column)
+            .context("owner column missing")?
+            .as_string::<i32>();
+        // Group row indices by partition, looking keys up only when they change.
+        let mut groups: Vec<(PartitionKey, Vec<u32>)> = Vec::new();
+        let mut last: Option<(Option<&str>, (i32, u32), usize)> = None;
+        for row in 0..batch.num_rows() {
+            let owner = owners.is_valid(row).then(|| owners.value(row));
+            let month = self.month.year_month(times.value(row))?;
+            let group = match last {
+                Some((o, m, g)) if o == owner && m == month => g,
+                _ => {
+                    let key = PartitionKey {
+                        year: month.0,
+                        month: month.1,
+                        owner: owner.unwrap_or(&self.owner_fallback).to_string(),
+                    };
+                    match groups.iter().position(|(k, _)| *k == key) {
+                        Some(g) => g,
+                        None => {
+                            groups.push((key, Vec::new()));
+                            groups.len() - 1
+                        }
+                    }
+                }
+            };
+            groups[group].1.push(row as u32);
+            last = Some((owner, month, group));
+        }
+        for (key, rows) in groups {
+            let entries = UInt64Array::from_iter_values(
+                rows.iter().map(|&r| parsed.first_entry + r as u64),
+            );
+            let part = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(batch, &datafusion::arrow::array::UInt32Array::from(rows))?
+            };
+            let mut columns = part.columns().to_vec();
+            columns.push(Arc::new(entries));
+            let staged = RecordBatch::try_new(self.staged_schema.clone(), columns)?;
+            self.writer(key)?.write(&staged)?;
+        }
+        Ok(())
+    }
+
+    fn writer(&mut self, key: PartitionKey) -> anyhow::Result<&mut ArrowWriter<File>> {
+        if !self.writers.contains_key(&key) {
+            let path = self.dir.join(format!("part-{}.parquet", self.writers.len()));
+            let file = File::create(&path)
+                .with_context(|| format!("cannot create staging file {}", path.display()))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::LZ4_RAW)
+                .set_dictionary_enabled(false)
+                .set_statistics_enabled(EnabledStatistics::None)
+                .set_max_row_group_size(64 * 1024)
+                .build();
+            let writer = ArrowWriter::try_new(file, self.staged_schema.clone(), Some(props))?;
+            self.writers.insert(key.clone(), (writer, path, 0));
+        }
+        let (writer, _, _) = self.writers.get_mut(&key).expect("inserted above");
+        Ok(writer)
+    }
+
+    /// Closes every staging file; returns the parts by partition.
+    pub fn finish(self) -> anyhow::Result<Vec<(PartitionKey, StagedPart)>> {
+        let mut parts = Vec::with_capacity(self.writers.len());
+        for (key, (writer, path, _)) in self.writers {
+            let meta = writer.close()?;
+            parts.push((
+                key,
+                StagedPart {
+                    path,
+                    rows: meta.file_metadata().num_rows() as u64,
+                },
+            ));
+        }
+        parts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(parts)
+    }
+}
+
+/// Maps timestamps to (year, month), remembering the last month's bounds:
+/// consecutive events almost always fall in the same month.
+#[derive(Default)]
+struct MonthCache {
+    start: i64,
+    end: i64,
+    year_month: (i32, u32),
+}
+
+impl MonthCache {
+    fn year_month(&mut self, micros: i64) -> anyhow::Result<(i32, u32)> {
+        if micros >= self.start && micros < self.end {
+            return Ok(self.year_month);
+        }
+        let t = DateTime::<Utc>::from_timestamp_micros(micros)
+            .with_context(|| format!("timestamp {micros} is out of range"))?;
+        let first = Utc
+            .with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+            .single()
+            .context("month start")?;
+        let next = first + Months::new(1);
+        self.start = first.timestamp_micros();
+        self.end = next.timestamp_micros();
+        self.year_month = (t.year(), t.month());
+        Ok(self.year_month)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_cache_handles_boundaries() {
+        let mut m = MonthCache::default();
+        let march_end = 1_711_929_599_000_000; // 2024-03-31T23:59:59Z
+        assert_eq!(m.year_month(march_end).unwrap(), (2024, 3));
+        assert_eq!(m.year_month(march_end + 1_000_000).unwrap(), (2024, 4));
+        assert_eq!(m.year_month(march_end).unwrap(), (2024, 3));
+        assert_eq!(m.year_month(-1).unwrap(), (1969, 12));
+    }
+}

@@ -1,0 +1,143 @@
+//! Atomic replacement of files in a local lake.
+//!
+//! A file is written under a hidden temporary name in its final directory,
+//! flushed to disk, and renamed over the final name: a reader sees either the
+//! old file or the complete new one, never a half-written file, and a crash
+//! leaves at worst a hidden `.…inprogress` file that no reader lists and the
+//! next conversion removes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Suffix of files being written.
+pub const IN_PROGRESS: &str = ".inprogress";
+
+/// A file being written that becomes visible only on [`commit`](Self::commit).
+/// Dropped without commit, the temporary file is removed.
+#[derive(Debug)]
+pub struct PendingFile {
+    temp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl PendingFile {
+    /// Prepares a temporary name next to `target`, creating its directory.
+    pub fn new(target: &Path) -> io::Result<Self> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("target has no parent directory"))?;
+        std::fs::create_dir_all(dir)?;
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io::Error::other("target has no file name"))?;
+        let temp = dir.join(format!(
+            ".{name}.{}-{}{IN_PROGRESS}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        Ok(PendingFile {
+            temp,
+            target: target.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Where to write the content.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Flushes the written temporary file to disk and renames it into place.
+    pub fn commit(mut self) -> io::Result<()> {
+        std::fs::File::open(&self.temp)?.sync_all()?;
+        std::fs::rename(&self.temp, &self.target)?;
+        self.committed = true;
+        // Persist the rename itself (best effort: not every platform can
+        // open a directory).
+        if let Some(dir) = self.target.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Writes `bytes` to `target` atomically.
+pub fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let pending = PendingFile::new(target)?;
+    std::fs::write(pending.temp_path(), bytes)?;
+    pending.commit()
+}
+
+/// Removes `.…inprogress` files left in `dir` (recursively) by a crashed run.
+/// Returns how many were removed.
+pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            removed += remove_stale_temp_files(&entry.path())?;
+        } else if name.starts_with('.') && name.ends_with(IN_PROGRESS) {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_files_vanish_and_committed_ones_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/a.parquet");
+        let p = PendingFile::new(&target).unwrap();
+        std::fs::write(p.temp_path(), b"half").unwrap();
+        let temp = p.temp_path().to_path_buf();
+        drop(p);
+        assert!(!temp.exists() && !target.exists());
+
+        write_atomic(&target, b"one").unwrap();
+        write_atomic(&target, b"two").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t/year=2024")).unwrap();
+        std::fs::write(dir.path().join("t/year=2024/.a.parquet.1-0.inprogress"), b"x").unwrap();
+        std::fs::write(dir.path().join("t/year=2024/a.parquet"), b"x").unwrap();
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(dir.path().join("t/year=2024/a.parquet").exists());
+    }
+}

@@ -1,0 +1,73 @@
+//! A summary of what a lake holds, read from directory listings, Parquet
+//! footers and conversion records (no data pages are read).
+
+use serde::Serialize;
+
+use super::manifest::ArchiveRecord;
+use super::{Lake, parquet_row_count};
+
+#[derive(Debug, Serialize)]
+pub struct LakeStatus {
+    pub lake: String,
+    pub tables: Vec<TableStatus>,
+    pub archives: Vec<ArchiveRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TableStatus {
+    pub name: String,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub months: Vec<MonthStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonthStatus {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Owners (accounts, organisations) with a file this month.
+    pub owners: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Lake {
+    pub fn status(&self) -> anyhow::Result<LakeStatus> {
+        let mut tables = Vec::new();
+        for name in self.tables()? {
+            let mut table = TableStatus {
+                name: name.clone(),
+                files: 0,
+                rows: 0,
+                bytes: 0,
+                months: Vec::new(),
+            };
+            for file in self.data_files(&name)? {
+                let rows = parquet_row_count(&file.path)?;
+                let label = file.key.month_label();
+                if table.months.last().is_none_or(|m| m.month != label) {
+                    table.months.push(MonthStatus {
+                        month: label,
+                        owners: Vec::new(),
+                        rows: 0,
+                        bytes: 0,
+                    });
+                }
+                let month = table.months.last_mut().expect("pushed above");
+                month.owners.push(file.key.owner.clone());
+                month.rows += rows;
+                month.bytes += file.bytes;
+                table.files += 1;
+                table.rows += rows;
+                table.bytes += file.bytes;
+            }
+            tables.push(table);
+        }
+        Ok(LakeStatus {
+            lake: self.root().display().to_string(),
+            tables,
+            archives: self.manifest().list()?,
+        })
+    }
+}

@@ -1,0 +1,301 @@
+//! Schema-agnostic view of one audit entry.
+//!
+//! An entry is parsed into its top-level `(key, raw JSON)` pairs, borrowing
+//! from the framed bytes. Each format module then decides which keys become
+//! typed columns and which are kept verbatim in the `extra` column, so that
+//! nothing in an entry is ever dropped.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// The top-level members of one JSON object, in document order.
+pub struct RawEntry<'a> {
+    pub members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawEntry<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for EntryVisitor<'a> {
+            type Value = RawEntry<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawEntry<'a>, M::Error> {
+                let mut members = Vec::with_capacity(16);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((key, value));
+                }
+                Ok(RawEntry { members })
+            }
+        }
+        deserializer.deserialize_map(EntryVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Why a single entry could not be converted. The caller adds the file name,
+/// entry index and byte offset.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("entry is not a JSON object ({0})")]
+    NotAnObject(String),
+    #[error("required field \"{0}\" is missing")]
+    Missing(&'static str),
+    #[error("required field \"{field}\" is {found}, expected a non-empty string")]
+    NotAString { field: &'static str, found: String },
+    #[error("\"{field}\" value {value:?} is not an RFC 3339 timestamp")]
+    BadTimestamp { field: &'static str, value: String },
+}
+
+/// A `{"a": "x", "b": null}`-shaped member decoded into its string fields.
+/// `canonical` is false when the value has other keys or non-string values:
+/// then the original JSON must be kept in `extra` to stay lossless.
+pub struct StringFields<'a, const N: usize> {
+    pub values: [Option<Cow<'a, str>>; N],
+    pub canonical: bool,
+}
+
+/// Decodes an object member whose expected sub-keys are `names`.
+/// `null` and an object of strings/nulls with only those keys are canonical
+/// (absent and null are the same in the audit-trail schema); anything else is
+/// decoded leniently (string values of known keys are still used) and marked
+/// non-canonical.
+pub fn string_fields<'a, const N: usize>(
+    raw: &'a RawValue,
+    names: [&str; N],
+) -> StringFields<'a, N> {
+    let mut values: [Option<Cow<'a, str>>; N] = std::array::from_fn(|_| None);
+    let text = raw.get();
+    if text == "null" {
+        return StringFields {
+            values,
+            canonical: true,
+        };
+    }
+    let Ok(entry) = serde_json::from_str::<RawEntry<'a>>(text) else {
+        return StringFields {
+            values,
+            canonical: false,
+        };
+    };
+    let mut canonical = true;
+    for (key, value) in entry.members {
+        let Some(slot) = names.iter().position(|n| *n == key) else {
+            canonical = false;
+            continue;
+        };
+        match string_or_null(value) {
+            Some(s) => values[slot] = s,
+            None => canonical = false,
+        }
+    }
+    StringFields { values, canonical }
+}
+
+/// `Some(Some(s))` for a JSON string, `Some(None)` for null, `None` otherwise.
+pub fn string_or_null(raw: &RawValue) -> Option<Option<Cow<'_, str>>> {
+    let text = raw.get();
+    if text == "null" {
+        return Some(None);
+    }
+    if !text.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<Cow<'_, str>>(text).ok().map(Some)
+}
+
+/// A required, non-empty string member.
+pub fn required_string<'a>(
+    raw: Option<&'a RawValue>,
+    field: &'static str,
+) -> Result<Cow<'a, str>, EntryError> {
+    let raw = raw.ok_or(EntryError::Missing(field))?;
+    match string_or_null(raw) {
+        Some(Some(s)) if !s.is_empty() => Ok(s),
+        Some(None) => Err(EntryError::Missing(field)),
+        _ => Err(EntryError::NotAString {
+            field,
+            found: describe_json(raw.get()),
+        }),
+    }
+}
+
+/// A parsed timestamp and whether its text is the canonical rendering of the
+/// instant (so the text can be rebuilt from the column alone).
+pub struct Timestamp {
+    pub micros: i64,
+    pub canonical: bool,
+}
+
+/// Parses an RFC 3339 timestamp (offsets and fractional seconds allowed).
+pub fn parse_timestamp(text: &str, field: &'static str) -> Result<Timestamp, EntryError> {
+    let bad = || EntryError::BadTimestamp {
+        field,
+        value: text.to_string(),
+    };
+    let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
+    let utc = parsed.with_timezone(&Utc);
+    let micros = utc.timestamp_micros();
+    // Canonical: `YYYY-MM-DDTHH:MM:SSZ`, or with the shortest of 3/6 fraction
+    // digits; anything else (offsets, nanoseconds, `.000`) is kept verbatim.
+    let canonical = if text.len() == 20 && text.ends_with('Z') {
+        true
+    } else {
+        utc.timestamp_subsec_nanos() % 1000 == 0
+            && text == utc.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    };
+    Ok(Timestamp { micros, canonical })
+}
+
+/// Renders a timestamp column value back as RFC 3339 text.
+pub fn format_timestamp(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// Short description of a JSON value's type for messages.
+pub fn describe_json(text: &str) -> String {
+    match text.as_bytes().first() {
+        Some(b'{') => "an object".into(),
+        Some(b'[') => "an array".into(),
+        Some(b'"') => "a string".into(),
+        Some(b't' | b'f') => "a boolean".into(),
+        Some(b'n') => "null".into(),
+        _ => "a number".into(),
+    }
+}
+
+/// The JSON text with insignificant whitespace removed, borrowing when there
+/// is none (the usual case for machine-written archives).
+pub fn compact_json(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for ch in text.chars() {
+        if in_string {
+            out.push(ch);
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_string = false;
+            }
+        } else if !matches!(ch, ' ' | '\n' | '\r' | '\t') {
+            if ch == '"' {
+                in_string = true;
+            }
+            out.push(ch);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Accumulates `extra`: a JSON object of members that the typed columns
+/// cannot represent, kept verbatim (compacted).
+#[derive(Default)]
+pub struct ExtraObject {
+    text: String,
+}
+
+impl ExtraObject {
+    pub fn clear(&mut self) {
+        self.text.clear();
+    }
+
+    pub fn push(&mut self, key: &str, raw: &RawValue) {
+        self.text.push(if self.text.is_empty() { '{' } else { ',' });
+        // Keys were unescaped by serde; escape them again.
+        self.text
+            .push_str(&serde_json::to_string(key).expect("a string always serializes"));
+        self.text.push(':');
+        self.text.push_str(&compact_json(raw.get()));
+    }
+
+    /// The finished object, or None when no member was pushed.
+    pub fn finish(&mut self) -> Option<&str> {
+        if self.text.is_empty() {
+            None
+        } else {
+            self.text.push('}');
+            Some(&self.text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> &RawValue {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn entry_members_keep_order_and_raw_text() {
+        let e: RawEntry = serde_json::from_str(r#"{"b": {"x": [1, 2]}, "a": "\u00e9"}"#).unwrap();
+        assert_eq!(e.members.len(), 2);
+        assert_eq!(e.members[0].0, "b");
+        assert_eq!(e.members[0].1.get(), r#"{"x": [1, 2]}"#);
+        assert_eq!(e.members[1].1.get(), r#""\u00e9""#);
+    }
+
+    #[test]
+    fn string_fields_canonical_and_not() {
+        let f = string_fields(raw(r#"{"id":"1","email":"a@b"}"#), ["id", "email"]);
+        assert!(f.canonical);
+        assert_eq!(f.values[1].as_deref(), Some("a@b"));
+        let f = string_fields(raw("null"), ["id", "name"]);
+        assert!(f.canonical && f.values[0].is_none());
+        let f = string_fields(raw(r#"{"id":"1","name":"x","region":"eu"}"#), ["id", "name"]);
+        assert!(!f.canonical);
+        assert_eq!(f.values[1].as_deref(), Some("x"));
+        let f = string_fields(raw(r#"{"id":7}"#), ["id", "name"]);
+        assert!(!f.canonical && f.values[0].is_none());
+        let f = string_fields(raw(r#""text""#), ["id", "name"]);
+        assert!(!f.canonical);
+    }
+
+    #[test]
+    fn timestamps_parse_to_utc_micros() {
+        let t = parse_timestamp("2024-03-05T12:34:56Z", "created_at").unwrap();
+        assert_eq!(t.micros, 1_709_642_096_000_000);
+        assert!(t.canonical);
+        let t = parse_timestamp("2024-03-05T14:34:56.5+02:00", "created_at").unwrap();
+        assert_eq!(t.micros, 1_709_642_096_500_000);
+        assert!(!t.canonical);
+        let t = parse_timestamp("2024-03-05T12:34:56.123Z", "created_at").unwrap();
+        assert!(t.canonical);
+        assert!(parse_timestamp("2024-13-05T12:34:56Z", "created_at").is_err());
+        assert_eq!(format_timestamp(1_709_642_096_500_000), "2024-03-05T12:34:56.500Z");
+    }
+
+    #[test]
+    fn compact_json_keeps_string_whitespace() {
+        assert_eq!(compact_json("{ \"a b\" : [1, \"x \\\" y\"] }"), "{\"a b\":[1,\"x \\\" y\"]}");
+        assert!(matches!(compact_json("{\"a\":1}"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn extra_object_escapes_keys() {
+        let mut x = ExtraObject::default();
+        assert!(x.finish().is_none());
+        x.push("we\"ird", raw("[1, 2]"));
+        x.push("b", raw("null"));
+        assert_eq!(x.finish(), Some(r#"{"we\"ird":[1,2],"b":null}"#));
+    }
+}

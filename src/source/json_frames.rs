@@ -1,0 +1,513 @@
+//! Streaming framing of large JSON documents.
+//!
+//! Audit archives are single JSON documents of hundreds of megabytes
+//! (`{"entries": [ ... ]}`). Parsing one into a `serde_json::Value`, or even
+//! reading it into a `String`, would make memory grow with the archive. The
+//! [`JsonFramer`] instead walks the document's *outer* structure byte by byte
+//! and hands out each value of interest (an array element, a top-level value)
+//! as one contiguous slice, tagged with its absolute byte offset. Each slice is
+//! then parsed on its own with `serde_json::from_slice`, which is fast,
+//! borrows strings instead of copying them, and lets every error name the
+//! exact byte where it happened.
+//!
+//! Memory held at any time is one read chunk plus the largest single value.
+
+use std::io::{self, Read};
+
+use serde::de::IgnoredAny;
+
+/// Bytes requested from the underlying reader per read.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A structural error found while framing, with the absolute byte offset in
+/// the (decompressed) stream where it was found.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("byte {offset}: {message}")]
+    Syntax { offset: u64, message: String },
+    #[error("byte {offset}: unexpected end of input ({context}); the file looks truncated")]
+    Truncated { offset: u64, context: &'static str },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl FrameError {
+    fn syntax(offset: u64, message: impl Into<String>) -> Self {
+        FrameError::Syntax {
+            offset,
+            message: message.into(),
+        }
+    }
+}
+
+/// One framed JSON value: its absolute byte offset and its raw bytes.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    pub offset: u64,
+    pub bytes: &'a [u8],
+}
+
+/// Walks the outer structure of a JSON byte stream.
+pub struct JsonFramer<R> {
+    reader: R,
+    buf: Vec<u8>,
+    /// Index in `buf` of the next unread byte.
+    pos: usize,
+    /// Absolute stream offset of `buf[0]`.
+    base: u64,
+    eof: bool,
+}
+
+impl<R: Read> JsonFramer<R> {
+    pub fn new(reader: R) -> Self {
+        JsonFramer {
+            reader,
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+            base: 0,
+            eof: false,
+        }
+    }
+
+    /// Absolute offset of the next unread byte.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Drops the bytes before `pos` so the buffer does not grow with the
+    /// stream. Only called between values, never while one is being framed.
+    fn compact(&mut self) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+    }
+
+    /// Reads more input, appending to the buffer. Returns false at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let old_len = self.buf.len();
+        self.buf.resize(old_len + READ_CHUNK, 0);
+        let n = loop {
+            match self.reader.read(&mut self.buf[old_len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(old_len);
+                    return Err(e);
+                }
+            }
+        };
+        self.buf.truncate(old_len + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n > 0)
+    }
+
+    /// Returns the byte at `pos + ahead`, reading more input if needed.
+    fn byte_at(&mut self, index: usize) -> io::Result<Option<u8>> {
+        while index >= self.buf.len() {
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.buf[index]))
+    }
+
+    /// Skips whitespace (and a UTF-8 byte order mark at the very start) and
+    /// returns the next significant byte without consuming it.
+    pub fn peek_significant(&mut self) -> Result<Option<u8>, FrameError> {
+        if self.offset() == 0 && self.byte_at(0)? == Some(0xEF) {
+            if self.byte_at(1)? == Some(0xBB) && self.byte_at(2)? == Some(0xBF) {
+                self.pos = 3;
+            }
+        }
+        loop {
+            self.compact_if_large();
+            match self.byte_at(self.pos)? {
+                Some(b' ' | b'\n' | b'\r' | b'\t') => self.pos += 1,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn compact_if_large(&mut self) {
+        if self.pos >= READ_CHUNK {
+            self.compact();
+        }
+    }
+
+    /// Consumes the expected structural byte (after whitespace).
+    pub fn expect(&mut self, wanted: u8, context: &'static str) -> Result<(), FrameError> {
+        match self.peek_significant()? {
+            Some(b) if b == wanted => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b) => Err(FrameError::syntax(
+                self.offset(),
+                format!(
+                    "expected '{}' {context}, found {}",
+                    wanted as char,
+                    describe_byte(b)
+                ),
+            )),
+            None => Err(FrameError::Truncated {
+                offset: self.offset(),
+                context,
+            }),
+        }
+    }
+
+    /// Frames the next complete JSON value (object, array, string, number or
+    /// literal) starting at the next significant byte, and validates it.
+    /// The returned slice stays valid until the next call on the framer.
+    pub fn next_value(&mut self, context: &'static str) -> Result<Frame<'_>, FrameError> {
+        let frame = self.next_value_unchecked(context)?;
+        // Structural scanning checks brackets and strings; serde checks the rest
+        // (escapes, numbers, literals, commas, UTF-8) and reports the position.
+        if let Err(e) = serde_json::from_slice::<IgnoredAny>(frame.bytes) {
+            return Err(FrameError::syntax(
+                frame.offset + byte_offset_of(frame.bytes, e.line(), e.column()),
+                json_reason(&e),
+            ));
+        }
+        Ok(frame)
+    }
+
+    /// Like [`next_value`](Self::next_value) but without validation, for
+    /// values the caller parses with serde itself (which validates anyway).
+    pub fn next_value_unchecked(
+        &mut self,
+        context: &'static str,
+    ) -> Result<Frame<'_>, FrameError> {
+        let first = match self.peek_significant()? {
+            Some(b) => b,
+            None => {
+                return Err(FrameError::Truncated {
+                    offset: self.offset(),
+                    context,
+                });
+            }
+        };
+        self.compact();
+        let end = match first {
+            b'{' | b'[' => self.scan_container()?,
+            b'"' => self.scan_string(0)?,
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => self.scan_scalar()?,
+            other => {
+                return Err(FrameError::syntax(
+                    self.offset(),
+                    format!("expected a JSON value {context}, found {}", describe_byte(other)),
+                ));
+            }
+        };
+        let offset = self.offset();
+        self.pos = end;
+        Ok(Frame {
+            offset,
+            bytes: &self.buf[..end],
+        })
+    }
+
+    /// Reads an object key (a JSON string) and the following ':'.
+    pub fn next_key(&mut self) -> Result<String, FrameError> {
+        let frame_offset = self.offset();
+        match self.peek_significant()? {
+            Some(b'"') => {}
+            Some(b) => {
+                return Err(FrameError::syntax(
+                    self.offset(),
+                    format!("expected an object key, found {}", describe_byte(b)),
+                ));
+            }
+            None => {
+                return Err(FrameError::Truncated {
+                    offset: frame_offset,
+                    context: "inside the top-level object",
+                });
+            }
+        }
+        let frame = self.next_value("as an object key")?;
+        let key: String = serde_json::from_slice(frame.bytes).map_err(|e| {
+            FrameError::syntax(frame.offset, format!("invalid object key: {}", json_reason(&e)))
+        })?;
+        self.expect(b':', "after an object key")?;
+        Ok(key)
+    }
+
+    /// After a value inside a container: consumes ',' (returns true, more
+    /// follow) or the closing byte (returns false).
+    pub fn next_separator(
+        &mut self,
+        close: u8,
+        context: &'static str,
+    ) -> Result<bool, FrameError> {
+        match self.peek_significant()? {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(b) => Err(FrameError::syntax(
+                self.offset(),
+                format!(
+                    "expected ',' or '{}' {context}, found {}",
+                    close as char,
+                    describe_byte(b)
+                ),
+            )),
+            None => Err(FrameError::Truncated {
+                offset: self.offset(),
+                context,
+            }),
+        }
+    }
+
+    /// Consumes the closing byte if it comes next (an empty container).
+    pub fn consume_if(&mut self, byte: u8) -> Result<bool, FrameError> {
+        if self.peek_significant()? == Some(byte) {
+            self.pos += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// Checks that nothing but whitespace follows the document.
+    pub fn expect_end(&mut self) -> Result<(), FrameError> {
+        match self.peek_significant()? {
+            None => Ok(()),
+            Some(b) => Err(FrameError::syntax(
+                self.offset(),
+                format!("unexpected {} after the end of the JSON document", describe_byte(b)),
+            )),
+        }
+    }
+
+    /// True when only whitespace is left.
+    pub fn at_end(&mut self) -> Result<bool, FrameError> {
+        Ok(self.peek_significant()?.is_none())
+    }
+
+    /// Scans an object or array starting at `pos`; returns the end index
+    /// (exclusive). Tracks nesting with a stack so mismatched brackets are
+    /// reported where they occur.
+    fn scan_container(&mut self) -> Result<usize, FrameError> {
+        let start = self.pos;
+        let mut stack: Vec<u8> = Vec::with_capacity(8);
+        let mut i = start;
+        loop {
+            let b = match self.byte_at(i)? {
+                Some(b) => b,
+                None => {
+                    return Err(FrameError::Truncated {
+                        offset: self.base + i as u64,
+                        context: "inside a JSON value",
+                    });
+                }
+            };
+            match b {
+                b'"' => {
+                    i = self.scan_string(i - self.pos)?;
+                    continue;
+                }
+                b'{' => stack.push(b'}'),
+                b'[' => stack.push(b']'),
+                b'}' | b']' => {
+                    if stack.pop() != Some(b) {
+                        return Err(FrameError::syntax(
+                            self.base + i as u64,
+                            format!("mismatched '{}'", b as char),
+                        ));
+                    }
+                    if stack.is_empty() {
+                        return Ok(i + 1);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+            // Fast path: skip runs of bytes that cannot change the structure.
+            while i < self.buf.len() {
+                match self.buf[i] {
+                    b'"' | b'{' | b'}' | b'[' | b']' => break,
+                    _ => i += 1,
+                }
+            }
+        }
+    }
+
+    /// Scans a string whose opening quote is at `pos + rel`; returns the end
+    /// index (exclusive) just past the closing quote.
+    fn scan_string(&mut self, rel: usize) -> Result<usize, FrameError> {
+        let mut i = self.pos + rel + 1;
+        loop {
+            // Fast path over plain bytes already in the buffer.
+            while i < self.buf.len() {
+                match self.buf[i] {
+                    b'"' => return Ok(i + 1),
+                    b'\\' => break,
+                    _ => i += 1,
+                }
+            }
+            match self.byte_at(i)? {
+                None => {
+                    return Err(FrameError::Truncated {
+                        offset: self.base + i as u64,
+                        context: "inside a JSON string",
+                    });
+                }
+                Some(b'"') => return Ok(i + 1),
+                Some(b'\\') => {
+                    if self.byte_at(i + 1)?.is_none() {
+                        return Err(FrameError::Truncated {
+                            offset: self.base + i as u64,
+                            context: "inside a JSON string",
+                        });
+                    }
+                    i += 2;
+                }
+                Some(_) => i += 1,
+            }
+        }
+    }
+
+    /// Scans a number or literal: up to the next delimiter.
+    fn scan_scalar(&mut self) -> Result<usize, FrameError> {
+        let mut i = self.pos;
+        loop {
+            match self.byte_at(i)? {
+                None => return Ok(i),
+                Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') => return Ok(i),
+                Some(_) => i += 1,
+            }
+        }
+    }
+}
+
+/// Human description of an unexpected byte for error messages.
+pub fn describe_byte(b: u8) -> String {
+    match b {
+        b'{' => "an object".to_string(),
+        b'[' => "an array".to_string(),
+        b'"' => "a string".to_string(),
+        b'-' | b'0'..=b'9' => "a number".to_string(),
+        b't' | b'f' => "a boolean".to_string(),
+        b'n' => "null".to_string(),
+        0x20..=0x7e => format!("'{}'", b as char),
+        _ => format!("byte 0x{b:02x}"),
+    }
+}
+
+/// Converts serde_json's 1-based line/column inside `bytes` into a 0-based
+/// byte offset from the start of `bytes`.
+pub fn byte_offset_of(bytes: &[u8], line: usize, column: usize) -> u64 {
+    let mut offset = 0usize;
+    let mut current_line = 1usize;
+    if line > 1 {
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                current_line += 1;
+                if current_line == line {
+                    offset = i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    (offset + column.saturating_sub(1)).min(bytes.len()) as u64
+}
+
+/// serde_json's message without its " at line X column Y" suffix (we report
+/// absolute byte offsets instead).
+pub fn json_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framer(s: &str) -> JsonFramer<&[u8]> {
+        JsonFramer::new(s.as_bytes())
+    }
+
+    #[test]
+    fn frames_array_elements_with_offsets() {
+        let doc = r#"{"x": 1, "entries": [ {"a":"}"} , [1,2], "s\"" ]}"#;
+        let mut f = framer(doc);
+        f.expect(b'{', "").unwrap();
+        assert_eq!(f.next_key().unwrap(), "x");
+        assert_eq!(f.next_value("").unwrap().bytes, b"1");
+        assert!(f.next_separator(b'}', "").unwrap());
+        assert_eq!(f.next_key().unwrap(), "entries");
+        f.expect(b'[', "").unwrap();
+        let first = f.next_value("").unwrap();
+        assert_eq!(first.offset, 23);
+        assert_eq!(first.bytes, br#"{"a":"}"}"#);
+        assert!(f.next_separator(b']', "").unwrap());
+        assert_eq!(f.next_value("").unwrap().bytes, b"[1,2]");
+        assert!(f.next_separator(b']', "").unwrap());
+        assert_eq!(f.next_value("").unwrap().bytes, br#""s\"""#);
+        assert!(!f.next_separator(b']', "").unwrap());
+        assert!(!f.next_separator(b'}', "").unwrap());
+        f.expect_end().unwrap();
+    }
+
+    #[test]
+    fn truncated_value_reports_offset() {
+        let mut f = framer(r#"[{"a": "b"#);
+        f.expect(b'[', "").unwrap();
+        let err = f.next_value("").unwrap_err();
+        assert!(matches!(err, FrameError::Truncated { offset: 9, .. }), "{err}");
+    }
+
+    #[test]
+    fn mismatched_bracket_reports_offset() {
+        let mut f = framer(r#"[{"a": [1}]"#);
+        f.expect(b'[', "").unwrap();
+        let err = f.next_value("").unwrap_err();
+        assert!(matches!(err, FrameError::Syntax { offset: 9, .. }), "{err}");
+    }
+
+    #[test]
+    fn invalid_literal_is_reported_at_its_byte() {
+        let mut f = framer("[\n{\"a\": tru}]");
+        f.expect(b'[', "").unwrap();
+        let err = f.next_value("").unwrap_err();
+        match err {
+            FrameError::Syntax { offset, .. } => assert!((8..=11).contains(&offset), "{offset}"),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn values_larger_than_a_read_chunk_are_framed_whole() {
+        let big = "x".repeat(READ_CHUNK * 2 + 17);
+        let doc = format!("[\"{big}\", 5]");
+        let mut f = framer(&doc);
+        f.expect(b'[', "").unwrap();
+        assert_eq!(f.next_value("").unwrap().bytes.len(), big.len() + 2);
+        assert!(f.next_separator(b']', "").unwrap());
+        assert_eq!(f.next_value("").unwrap().offset, big.len() as u64 + 4);
+    }
+
+    #[test]
+    fn byte_offset_from_line_and_column() {
+        let bytes = b"ab\ncd\nef";
+        assert_eq!(byte_offset_of(bytes, 1, 2), 1);
+        assert_eq!(byte_offset_of(bytes, 3, 1), 6);
+    }
+}

@@ -1,0 +1,22 @@
+//! The vocabulary shared by formats, the lake and the engine: what a table
+//! looks like and how it is best stored. Formats produce a [`TableSpec`]; the
+//! lake turns it into Parquet writer settings; the engine registers it.
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+/// Describes a table a format writes: its schema and how it is best stored.
+#[derive(Clone, Debug)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub schema: SchemaRef,
+    /// Timestamp column that decides the partition (year, month) and the sort order.
+    pub time_column: &'static str,
+    /// Column naming the account an event belongs to: one file per owner and month.
+    pub owner_column: &'static str,
+    /// Unique key: when a key comes again, the newest conversion's row wins.
+    pub key_column: &'static str,
+    /// Low-cardinality columns worth dictionary encoding.
+    pub dictionary_columns: &'static [&'static str],
+    /// Columns queried by equality, worth a bloom filter.
+    pub bloom_filter_columns: &'static [&'static str],
+}

@@ -1,0 +1,118 @@
+//! Helpers shared by the integration tests: run the real binary, and read
+//! what it wrote back with DataFusion.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
+}
+
+/// Runs `auditlake` with `args`, no `AUDITLAKE_LAKE` inherited.
+pub fn auditlake(args: &[&str]) -> Output {
+    auditlake_in(args, Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+pub fn auditlake_in(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AUDITLAKE_LAKE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run auditlake")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Converts `inputs` into `lake` and asserts success.
+pub fn convert_ok(lake: &Path, inputs: &[&Path]) -> Output {
+    let mut args = vec!["convert", "--quiet", "--lake", lake.to_str().unwrap()];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    let out = auditlake(&args);
+    assert!(
+        out.status.success(),
+        "convert failed: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// Runs SQL over a lake's `heroku` table (with `year`, `month` partition
+/// columns) and returns the rows as strings ("NULL" for nulls).
+pub async fn query_lake(lake: &Path, sql: &str) -> Vec<Vec<String>> {
+    let ctx = SessionContext::new();
+    let options = ParquetReadOptions::default().table_partition_cols(vec![
+        ("year".to_string(), DataType::Int32),
+        ("month".to_string(), DataType::Int32),
+    ]);
+    let dir = format!("{}/heroku/", lake.display());
+    ctx.register_parquet("heroku", &dir, options).await.unwrap();
+    collect(&ctx, sql).await
+}
+
+/// Runs SQL over one Parquet file registered as `t`.
+pub async fn query_file(file: &Path, sql: &str) -> Vec<Vec<String>> {
+    let ctx = SessionContext::new();
+    ctx.register_parquet("t", file.to_str().unwrap(), ParquetReadOptions::default())
+        .await
+        .unwrap();
+    collect(&ctx, sql).await
+}
+
+async fn collect(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for r in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    rows
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+/// Data files only (the lake's `heroku/...` tree).
+pub fn data_files(lake: &Path) -> Vec<String> {
+    files_under(lake)
+        .into_iter()
+        .filter(|f| !f.starts_with("_auditlake"))
+        .collect()
+}
