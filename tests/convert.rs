@@ -32,7 +32,12 @@ async fn ids_in(file: &Path) -> Vec<String> {
 }
 
 fn main_job(lake: &Path) -> std::process::Output {
-    let out = auditlake(&["convert", "--lake", lake.to_str().unwrap(), "testdata/heroku"]);
+    let out = auditlake(&[
+        "convert",
+        "--lake",
+        lake.to_str().unwrap(),
+        "testdata/heroku",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     out
 }
@@ -55,12 +60,28 @@ async fn converts_three_months_into_hive_partitions() {
 
     // Partition by each event's own time: the 2024-01-31T23:59:59Z event of
     // February's archive is in January, sorted last.
-    assert_eq!(ids_in(&lake.join(JAN)).await, [id(1), id(2), id(3), id(4), id(10)]);
-    assert_eq!(ids_in(&lake.join(FEB)).await, [id(11), id(12), id(13), id(14)]);
-    assert_eq!(ids_in(&lake.join(MAR)).await, [id(21), id(22), id(23), id(24), id(25)]);
+    assert_eq!(
+        ids_in(&lake.join(JAN)).await,
+        [id(1), id(2), id(3), id(4), id(10)]
+    );
+    assert_eq!(
+        ids_in(&lake.join(FEB)).await,
+        [id(11), id(12), id(13), id(14)]
+    );
+    assert_eq!(
+        ids_in(&lake.join(MAR)).await,
+        [id(21), id(22), id(23), id(24), id(25)]
+    );
 
-    let per_month = query_lake(&lake, "SELECT year, month, count(*) FROM heroku GROUP BY year, month ORDER BY month").await;
-    assert_eq!(per_month, [["2024", "1", "5"], ["2024", "2", "4"], ["2024", "3", "5"]]);
+    let per_month = query_lake(
+        &lake,
+        "SELECT year, month, count(*) FROM heroku GROUP BY year, month ORDER BY month",
+    )
+    .await;
+    assert_eq!(
+        per_month,
+        [["2024", "1", "5"], ["2024", "2", "4"], ["2024", "3", "5"]]
+    );
 }
 
 #[tokio::test]
@@ -76,36 +97,107 @@ async fn columns_hold_exact_values() {
     let described: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| format!("{} {} {}", f.name(), f.data_type(), if f.is_nullable() { "null" } else { "not null" }))
+        .map(|f| {
+            format!(
+                "{} {} {}",
+                f.name(),
+                f.data_type(),
+                if f.is_nullable() { "null" } else { "not null" }
+            )
+        })
         .collect();
     let mut expected = vec![
         "id Utf8 not null".to_string(),
         "created_at Timestamp(µs, \"UTC\") not null".to_string(),
     ];
-    for c in ["type", "action", "actor_id", "actor_email", "app_id", "app_name", "owner_id", "owner_email", "team_id", "team_name", "enterprise_account_id", "enterprise_account_name", "ip_address", "data", "extra"] {
+    for c in [
+        "type",
+        "action",
+        "actor_id",
+        "actor_email",
+        "app_id",
+        "app_name",
+        "owner_id",
+        "owner_email",
+        "team_id",
+        "team_name",
+        "enterprise_account_id",
+        "enterprise_account_name",
+        "ip_address",
+        "data",
+        "extra",
+    ] {
         expected.push(format!("{c} Utf8 null"));
     }
     assert_eq!(described, expected);
 
     let rows = query_lake(
         &lake,
-        "SELECT id, CAST(created_at AS VARCHAR), type, action, actor_email, app_name, team_name, ip_address, data, extra \
+        "SELECT id, CAST(created_at AS VARCHAR) AS ts, type, action, actor_email, app_name, team_name, ip_address, data, extra \
          FROM heroku WHERE month = 2 ORDER BY created_at",
     )
     .await;
     let expect = [
         // app null, owner null (account-level team event).
-        [id(11).as_str(), "2024-02-01T00:00:00Z", "team_membership", "create", "ann@acme.io", "NULL", "web", "203.0.113.10", r#"{"user":{"email":"dan@acme.io"},"role":"member"}"#, "NULL"],
+        [
+            "0b6c1e3a-0000-4000-8000-000000000011",
+            "2024-02-01T00:00:00Z",
+            "team_membership",
+            "create",
+            "ann@acme.io",
+            "NULL",
+            "web",
+            "203.0.113.10",
+            r#"{"user":{"email":"dan@acme.io"},"role":"member"}"#,
+            "NULL",
+        ],
         // fractional seconds keep their precision; pretty-printed data is compacted.
-        [id(12).as_str(), "2024-02-14T12:00:00.250Z", "code_release", "create", "bob@acme.io", "web-frontend", "web", "198.51.100.7", r#"{"version":42,"commit":"9f1c2ab"}"#, "NULL"],
+        [
+            "0b6c1e3a-0000-4000-8000-000000000012",
+            "2024-02-14T12:00:00.250Z",
+            "code_release",
+            "create",
+            "bob@acme.io",
+            "web-frontend",
+            "web",
+            "198.51.100.7",
+            r#"{"version":42,"commit":"9f1c2ab"}"#,
+            "NULL",
+        ],
         // +01:00 offset: stored in UTC, the original text kept in extra.
-        [id(13).as_str(), "2024-02-20T14:30:00Z", "config_change", "remove", "bob@acme.io", "billing-api", "payments", "198.51.100.7", r#"{"changes":["LEGACY_TOKEN"]}"#, r#"{"created_at":"2024-02-20T15:30:00+01:00"}"#],
+        [
+            "0b6c1e3a-0000-4000-8000-000000000013",
+            "2024-02-20T14:30:00Z",
+            "config_change",
+            "remove",
+            "bob@acme.io",
+            "billing-api",
+            "payments",
+            "198.51.100.7",
+            r#"{"changes":["LEGACY_TOKEN"]}"#,
+            r#"{"created_at":"2024-02-20T15:30:00+01:00"}"#,
+        ],
         // app and team absent; an unknown key kept in extra.
-        [id(14).as_str(), "2024-02-29T23:00:00Z", "enterprise_account_membership", "update", "ann@acme.io", "NULL", "NULL", "203.0.113.10", r#"{"user":{"email":"dan@acme.io"},"permissions":["view","manage"]}"#, r#"{"session":{"sso":true,"idp":"okta"}}"#],
+        [
+            "0b6c1e3a-0000-4000-8000-000000000014",
+            "2024-02-29T23:00:00Z",
+            "enterprise_account_membership",
+            "update",
+            "ann@acme.io",
+            "NULL",
+            "NULL",
+            "203.0.113.10",
+            r#"{"user":{"email":"dan@acme.io"},"permissions":["view","manage"]}"#,
+            r#"{"session":{"sso":true,"idp":"okta"}}"#,
+        ],
     ];
     assert_eq!(rows, expect.map(|r| r.map(String::from).to_vec()));
 
-    let zoe = query_lake(&lake, "SELECT id FROM heroku WHERE actor_email = 'zoë@acme.io' ORDER BY created_at").await;
+    let zoe = query_lake(
+        &lake,
+        "SELECT id FROM heroku WHERE actor_email = 'zoë@acme.io' ORDER BY created_at",
+    )
+    .await;
     assert_eq!(zoe, [[id(4)], [id(22)]]);
 }
 
@@ -118,13 +210,22 @@ fn rebuild(row: &[String], names: &[&str]) -> Value {
     let mut obj = Map::new();
     obj.insert("id".into(), Value::String(get("id").unwrap()));
     let micros: i64 = get("micros").unwrap().parse().unwrap();
-    obj.insert("created_at".into(), Value::String(auditlake::source::entry::format_timestamp(micros)));
+    obj.insert(
+        "created_at".into(),
+        Value::String(auditlake::source::entry::format_timestamp(micros)),
+    );
     for key in ["type", "action"] {
         if let Some(v) = get(key) {
             obj.insert(key.into(), Value::String(v));
         }
     }
-    for (key, subs) in [("actor", ["id", "email"]), ("owner", ["id", "email"]), ("app", ["id", "name"]), ("team", ["id", "name"]), ("enterprise_account", ["id", "name"])] {
+    for (key, subs) in [
+        ("actor", ["id", "email"]),
+        ("owner", ["id", "email"]),
+        ("app", ["id", "name"]),
+        ("team", ["id", "name"]),
+        ("enterprise_account", ["id", "name"]),
+    ] {
         let mut nested = Map::new();
         for sub in subs {
             if let Some(v) = get(&format!("{key}_{sub}")) {
@@ -142,7 +243,9 @@ fn rebuild(row: &[String], names: &[&str]) -> Value {
         obj.insert("data".into(), serde_json::from_str(&data).unwrap());
     }
     if let Some(extra) = get("extra") {
-        let Value::Object(extra) = serde_json::from_str(&extra).unwrap() else { panic!("extra is an object") };
+        let Value::Object(extra) = serde_json::from_str(&extra).unwrap() else {
+            panic!("extra is an object")
+        };
         obj.extend(extra);
     }
     Value::Object(obj)
@@ -154,9 +257,20 @@ fn normalize(entry: &Value) -> Value {
     let mut out = Map::new();
     for (k, v) in entry.as_object().unwrap() {
         let v = match (k.as_str(), v) {
-            ("actor" | "owner" | "app" | "team" | "enterprise_account" | "request", Value::Object(m)) => {
-                let m: Map<String, Value> = m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
-                if m.is_empty() { continue } else { Value::Object(m) }
+            (
+                "actor" | "owner" | "app" | "team" | "enterprise_account" | "request",
+                Value::Object(m),
+            ) => {
+                let m: Map<String, Value> = m
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if m.is_empty() {
+                    continue;
+                } else {
+                    Value::Object(m)
+                }
             }
             (_, Value::Null) if k != "data" => continue,
             (_, v) => v.clone(),
@@ -170,7 +284,8 @@ fn read_entries(path: &Path) -> Vec<Value> {
     let bytes = std::fs::read(path).unwrap();
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut s).unwrap();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut s)
+            .unwrap();
         s
     } else {
         String::from_utf8(bytes).unwrap()
@@ -191,7 +306,25 @@ async fn every_entry_can_be_rebuilt_from_the_lake() {
             originals.insert(e["id"].as_str().unwrap().to_string(), e);
         }
     }
-    let names = ["id", "micros", "type", "action", "actor_id", "actor_email", "app_id", "app_name", "owner_id", "owner_email", "team_id", "team_name", "enterprise_account_id", "enterprise_account_name", "ip_address", "data", "extra"];
+    let names = [
+        "id",
+        "micros",
+        "type",
+        "action",
+        "actor_id",
+        "actor_email",
+        "app_id",
+        "app_name",
+        "owner_id",
+        "owner_email",
+        "team_id",
+        "team_name",
+        "enterprise_account_id",
+        "enterprise_account_name",
+        "ip_address",
+        "data",
+        "extra",
+    ];
     let rows = query_lake(
         &lake,
         "SELECT id, CAST(CAST(created_at AS BIGINT) AS VARCHAR), type, action, actor_id, actor_email, app_id, app_name, owner_id, owner_email, team_id, team_name, enterprise_account_id, enterprise_account_name, ip_address, data, extra FROM heroku",
@@ -200,7 +333,12 @@ async fn every_entry_can_be_rebuilt_from_the_lake() {
     assert_eq!(rows.len(), originals.len());
     for row in rows {
         let original = &originals[&row[0]];
-        assert_eq!(normalize(&rebuild(&row, &names)), normalize(original), "entry {}", row[0]);
+        assert_eq!(
+            normalize(&rebuild(&row, &names)),
+            normalize(original),
+            "entry {}",
+            row[0]
+        );
     }
 }
 
@@ -219,12 +357,26 @@ fn parquet_files_are_written_for_fast_reads() {
     assert_eq!((sorting[0].column_idx, sorting[0].descending), (1, false));
     for col in rg.columns() {
         let name = col.column_path().string();
-        assert!(matches!(col.compression(), Compression::ZSTD(_)), "{name} is not zstd");
-        assert!(col.column_index_offset().is_some(), "{name} has no page index");
+        assert!(
+            matches!(col.compression(), Compression::ZSTD(_)),
+            "{name} is not zstd"
+        );
+        assert!(
+            col.column_index_offset().is_some(),
+            "{name} has no page index"
+        );
         let bloom = name == "app_name" || name == "actor_email";
-        assert_eq!(col.bloom_filter_offset().is_some(), bloom, "bloom filter on {name}");
+        assert_eq!(
+            col.bloom_filter_offset().is_some(),
+            bloom,
+            "bloom filter on {name}"
+        );
         let dictionary = !matches!(name.as_str(), "id" | "created_at" | "data" | "extra");
-        assert_eq!(col.dictionary_page_offset().is_some(), dictionary, "dictionary on {name}");
+        assert_eq!(
+            col.dictionary_page_offset().is_some(),
+            dictionary,
+            "dictionary on {name}"
+        );
     }
 }
 
@@ -233,20 +385,50 @@ async fn converting_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     main_job(&lake);
-    let before: Vec<Vec<u8>> = [JAN, FEB, MAR].iter().map(|f| std::fs::read(lake.join(f)).unwrap()).collect();
-    let mtime = std::fs::metadata(lake.join(MAR)).unwrap().modified().unwrap();
+    let before: Vec<Vec<u8>> = [JAN, FEB, MAR]
+        .iter()
+        .map(|f| std::fs::read(lake.join(f)).unwrap())
+        .collect();
+    let mtime = std::fs::metadata(lake.join(MAR))
+        .unwrap()
+        .modified()
+        .unwrap();
 
     let again = main_job(&lake);
     let text = stdout(&again);
     assert_eq!(text.matches("unchanged  ").count(), 3, "{text}");
-    assert!(text.contains("total: 3 archives (0 converted, 3 unchanged, 0 failed)"), "{text}");
-    assert_eq!(std::fs::metadata(lake.join(MAR)).unwrap().modified().unwrap(), mtime);
+    assert!(
+        text.contains("total: 3 archives (0 converted, 3 unchanged, 0 failed)"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(lake.join(MAR))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
 
-    // --force converts again: same events, so byte-identical files.
-    let forced = auditlake(&["convert", "--force", "--lake", lake.to_str().unwrap(), "testdata/heroku"]);
+    // --force converts again: same events, so byte-identical files (January
+    // is rewritten twice: by its own archive and by February's late event).
+    let forced = auditlake(&[
+        "convert",
+        "--force",
+        "--lake",
+        lake.to_str().unwrap(),
+        "testdata/heroku",
+    ]);
     assert!(forced.status.success());
-    assert!(stdout(&forced).contains("(3 converted, 0 unchanged, 0 failed), 14 entries, 18 rows written (0 new)"), "{}", stdout(&forced));
-    let after: Vec<Vec<u8>> = [JAN, FEB, MAR].iter().map(|f| std::fs::read(lake.join(f)).unwrap()).collect();
+    assert!(
+        stdout(&forced)
+            .contains("(3 converted, 0 unchanged, 0 failed), 14 entries, 19 rows written (0 new)"),
+        "{}",
+        stdout(&forced)
+    );
+    let after: Vec<Vec<u8>> = [JAN, FEB, MAR]
+        .iter()
+        .map(|f| std::fs::read(lake.join(f)).unwrap())
+        .collect();
     assert!(before == after, "a forced re-conversion changed the files");
     assert_eq!(data_files(&lake), [JAN, FEB, MAR], "no stray files");
 }
@@ -264,11 +446,22 @@ async fn a_reexported_month_merges_without_loss() {
         ids_in(&lake.join(MAR)).await,
         [21, 22, 23, 24, 25, 26, 27, 28].map(id)
     );
-    assert_eq!(std::fs::read(lake.join(JAN)).unwrap(), jan, "other months untouched");
+    assert_eq!(
+        std::fs::read(lake.join(JAN)).unwrap(),
+        jan,
+        "other months untouched"
+    );
 
     // Converting the older partial export afterwards loses nothing either.
     let partial = testdata("heroku/enterprise-audit-log-acme-202403.json.gz");
-    let out = auditlake(&["convert", "--force", "--json", "--lake", lake.to_str().unwrap(), partial.to_str().unwrap()]);
+    let out = auditlake(&[
+        "convert",
+        "--force",
+        "--json",
+        "--lake",
+        lake.to_str().unwrap(),
+        partial.to_str().unwrap(),
+    ]);
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["archives"][0]["rows_written"], 8);
     assert_eq!(summary["archives"][0]["new_rows"], 0);
@@ -279,10 +472,19 @@ async fn a_reexported_month_merges_without_loss() {
 async fn a_late_event_in_the_next_archive_joins_its_month() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    convert_ok(&lake, &[&testdata("heroku/enterprise-audit-log-acme-202401.json.gz")]);
+    convert_ok(
+        &lake,
+        &[&testdata("heroku/enterprise-audit-log-acme-202401.json.gz")],
+    );
     assert_eq!(ids_in(&lake.join(JAN)).await.len(), 4);
-    convert_ok(&lake, &[&testdata("heroku/enterprise-audit-log-acme-202402.json")]);
-    assert_eq!(ids_in(&lake.join(JAN)).await, [id(1), id(2), id(3), id(4), id(10)]);
+    convert_ok(
+        &lake,
+        &[&testdata("heroku/enterprise-audit-log-acme-202402.json")],
+    );
+    assert_eq!(
+        ids_in(&lake.join(JAN)).await,
+        [id(1), id(2), id(3), id(4), id(10)]
+    );
 }
 
 #[tokio::test]
@@ -292,7 +494,11 @@ async fn the_newest_conversion_wins_for_a_repeated_id() {
     main_job(&lake);
     // A corrected copy of event 21, and an archive repeating event 22 twice:
     // the later entry of the archive wins.
-    let e = |id: &str, data: &str| format!(r#"{{"id":"{id}","type":"config_change","action":"set","enterprise_account":{{"id":"ea-acme","name":"acme"}},"data":{data},"created_at":"2024-03-01T00:00:00Z"}}"#);
+    let e = |id: &str, data: &str| {
+        format!(
+            r#"{{"id":"{id}","type":"config_change","action":"set","enterprise_account":{{"id":"ea-acme","name":"acme"}},"data":{data},"created_at":"2024-03-01T00:00:00Z"}}"#
+        )
+    };
     let archive = format!(
         r#"{{"entries":[{},{},{}]}}"#,
         e(&id(21), r#"{"v":"fixed"}"#),
@@ -304,7 +510,13 @@ async fn the_newest_conversion_wins_for_a_repeated_id() {
     let out = convert_ok(&lake, &[&path]);
     assert!(stdout(&out).is_empty());
     let rows = query_file(&lake.join(MAR), "SELECT id, data FROM t WHERE id IN ('0b6c1e3a-0000-4000-8000-000000000021', '0b6c1e3a-0000-4000-8000-000000000022') ORDER BY id").await;
-    assert_eq!(rows, [[id(21), r#"{"v":"fixed"}"#.to_string()], [id(22), r#"{"v":"second"}"#.to_string()]]);
+    assert_eq!(
+        rows,
+        [
+            [id(21), r#"{"v":"fixed"}"#.to_string()],
+            [id(22), r#"{"v":"second"}"#.to_string()]
+        ]
+    );
     assert_eq!(ids_in(&lake.join(MAR)).await.len(), 5);
 }
 
@@ -313,15 +525,42 @@ async fn the_newest_conversion_wins_for_a_repeated_id() {
 #[test]
 fn bad_archives_are_rejected_with_a_precise_error() {
     let cases = [
-        ("invalid-json.json", "entry 1 (byte 197): invalid JSON: expected value"),
-        ("truncated.json", "entry 1 (byte 177): unexpected end of input inside a JSON string: the archive is truncated"),
-        ("truncated.json.gz", "invalid gzip data near compressed byte 230: the gzip stream ends early (truncated file)"),
-        ("corrupt.json.gz", "invalid gzip data near compressed byte 103: invalid gzip header"),
-        ("missing-id.json", "entry 1 (byte 143): required field \"id\" is missing"),
-        ("missing-created-at.json", "entry 1 (byte 143): required field \"created_at\" is missing"),
-        ("bad-timestamp.json", "entry 1 (byte 143): \"created_at\" value \"2024-02-30T10:00:00Z\" is not an RFC 3339 timestamp"),
-        ("not-an-archive.json", "not an audit archive: the top-level object has no \"entries\" array (its keys are name, version)"),
-        ("notes.json", "byte 0: not an audit archive: expected a JSON object with an \"entries\" array, found 'h'"),
+        (
+            "invalid-json.json",
+            "entry 1 (byte 197): invalid JSON: expected value",
+        ),
+        (
+            "truncated.json",
+            "entry 1 (byte 177): unexpected end of input inside a JSON string: the archive is truncated",
+        ),
+        (
+            "truncated.json.gz",
+            "invalid gzip data near compressed byte 230: the gzip stream ends early (truncated file)",
+        ),
+        (
+            "corrupt.json.gz",
+            "invalid gzip data near compressed byte 103: corrupt deflate stream",
+        ),
+        (
+            "missing-id.json",
+            "entry 1 (byte 143): required field \"id\" is missing",
+        ),
+        (
+            "missing-created-at.json",
+            "entry 1 (byte 143): required field \"created_at\" is missing",
+        ),
+        (
+            "bad-timestamp.json",
+            "entry 1 (byte 143): \"created_at\" value \"2024-02-30T10:00:00Z\" is not an RFC 3339 timestamp",
+        ),
+        (
+            "not-an-archive.json",
+            "not an audit archive: the top-level object has no \"entries\" array (its keys are name, version)",
+        ),
+        (
+            "notes.json",
+            "byte 0: not an audit archive: expected a JSON object with an \"entries\" array, found 'h'",
+        ),
     ];
     for (file, reason) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -329,9 +568,16 @@ fn bad_archives_are_rejected_with_a_precise_error() {
         let rel = format!("testdata/bad/{file}");
         let out = auditlake(&["convert", "--lake", lake.to_str().unwrap(), &rel]);
         assert_eq!(out.status.code(), Some(1), "{file}");
-        assert_eq!(stderr(&out), format!("auditlake: error: {rel}: {reason}\n"), "{file}");
+        assert_eq!(
+            stderr(&out),
+            format!("auditlake: error: {rel}: {reason}\n"),
+            "{file}"
+        );
         assert!(data_files(&lake).is_empty(), "{file} wrote data");
-        assert!(files_under(&lake.join("_auditlake/archives")).is_empty(), "{file} was recorded");
+        assert!(
+            files_under(&lake.join("_auditlake/archives")).is_empty(),
+            "{file} was recorded"
+        );
     }
 }
 
@@ -339,10 +585,21 @@ fn bad_archives_are_rejected_with_a_precise_error() {
 async fn good_archives_still_convert_when_others_fail() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let out = auditlake(&["convert", "--lake", lake.to_str().unwrap(), "testdata/bad", "testdata/heroku"]);
+    let out = auditlake(&[
+        "convert",
+        "--lake",
+        lake.to_str().unwrap(),
+        "testdata/bad",
+        "testdata/heroku",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out).lines().count(), 9, "{}", stderr(&out));
-    assert!(stdout(&out).contains("total: 12 archives (3 converted, 0 unchanged, 9 failed), 14 entries"), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .contains("total: 12 archives (3 converted, 0 unchanged, 9 failed), 14 entries"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(data_files(&lake), [JAN, FEB, MAR]);
     assert_eq!(files_under(&lake.join("_auditlake/archives")).len(), 3);
 }
@@ -351,41 +608,91 @@ async fn good_archives_still_convert_when_others_fail() {
 fn an_empty_archive_converts_to_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let out = auditlake(&["convert", "--lake", lake.to_str().unwrap(), "testdata/empty"]);
+    let out = auditlake(&[
+        "convert",
+        "--lake",
+        lake.to_str().unwrap(),
+        "testdata/empty",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("converted  enterprise-audit-log-acme-202404.json  0 entries  months -  0 rows written (0 new)"), "{}", stdout(&out));
     assert!(data_files(&lake).is_empty());
-    let again = auditlake(&["convert", "--lake", lake.to_str().unwrap(), "testdata/empty"]);
-    assert!(stdout(&again).starts_with("unchanged  "), "{}", stdout(&again));
+    let again = auditlake(&[
+        "convert",
+        "--lake",
+        lake.to_str().unwrap(),
+        "testdata/empty",
+    ]);
+    assert!(
+        stdout(&again).starts_with("unchanged  "),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[test]
 fn usage_errors_exit_with_2() {
     assert_eq!(auditlake(&["convert"]).status.code(), Some(2));
-    assert_eq!(auditlake(&["convert", "--no-such-flag", "x"]).status.code(), Some(2));
-    assert_eq!(auditlake(&["convert", "--memory-limit", "lots", "x"]).status.code(), Some(2));
-    let missing = auditlake(&["convert", "--lake", "/nonexistent/lake", "testdata/no-such-dir"]);
+    assert_eq!(
+        auditlake(&["convert", "--no-such-flag", "x"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        auditlake(&["convert", "--memory-limit", "lots", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let missing = auditlake(&[
+        "convert",
+        "--lake",
+        "/nonexistent/lake",
+        "testdata/no-such-dir",
+    ]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).starts_with("auditlake: error: testdata/no-such-dir: cannot read this path"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing)
+            .starts_with("auditlake: error: testdata/no-such-dir: cannot read this path"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
 fn json_summary_for_scheduled_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let out = auditlake(&["convert", "--json", "--lake", lake.to_str().unwrap(), "testdata/heroku", "testdata/bad/missing-id.json"]);
+    let out = auditlake(&[
+        "convert",
+        "--json",
+        "--lake",
+        lake.to_str().unwrap(),
+        "testdata/heroku",
+        "testdata/bad/missing-id.json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((s["converted"].as_u64(), s["failed"].as_u64(), s["entries"].as_u64()), (Some(3), Some(1), Some(14)));
-    let feb = &s["archives"][1];
+    assert_eq!(
+        (
+            s["converted"].as_u64(),
+            s["failed"].as_u64(),
+            s["entries"].as_u64()
+        ),
+        (Some(3), Some(1), Some(14))
+    );
+    // Archives are taken in sorted path order: testdata/bad/ comes first.
+    let feb = &s["archives"][2];
     assert_eq!(feb["name"], "enterprise-audit-log-acme-202402.json");
     assert_eq!(feb["status"], "converted");
     assert_eq!(feb["format"], "heroku");
     assert_eq!(feb["months"], serde_json::json!(["2024-01", "2024-02"]));
     assert_eq!(feb["sha256"].as_str().unwrap().len(), 64);
-    let bad = &s["archives"][3];
+    let bad = &s["archives"][0];
     assert_eq!(bad["status"], "failed");
-    assert_eq!(bad["error"], "entry 1 (byte 143): required field \"id\" is missing");
+    assert_eq!(
+        bad["error"],
+        "entry 1 (byte 143): required field \"id\" is missing"
+    );
 }
 
 #[test]
@@ -399,20 +706,51 @@ fn status_lists_months_rows_and_archives() {
     let table = &s["tables"][0];
     assert_eq!(table["name"], "heroku");
     assert_eq!(table["rows"], 14);
-    let months: Vec<(String, u64)> = table["months"].as_array().unwrap().iter().map(|m| (m["month"].as_str().unwrap().to_string(), m["rows"].as_u64().unwrap())).collect();
-    assert_eq!(months, [("2024-01".to_string(), 5), ("2024-02".to_string(), 4), ("2024-03".to_string(), 5)]);
-    let bytes: u64 = [JAN, FEB, MAR].iter().map(|f| std::fs::metadata(lake.join(f)).unwrap().len()).sum();
+    let months: Vec<(String, u64)> = table["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["month"].as_str().unwrap().to_string(),
+                m["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        months,
+        [
+            ("2024-01".to_string(), 5),
+            ("2024-02".to_string(), 4),
+            ("2024-03".to_string(), 5)
+        ]
+    );
+    let bytes: u64 = [JAN, FEB, MAR]
+        .iter()
+        .map(|f| std::fs::metadata(lake.join(f)).unwrap().len())
+        .sum();
     assert_eq!(table["bytes"], bytes);
     assert_eq!(s["archives"].as_array().unwrap().len(), 3);
 
     let text = stdout(&auditlake(&["status", "--lake", lake.to_str().unwrap()]));
-    assert!(text.contains("table heroku: 3 months, 3 files, 14 rows"), "{text}");
+    assert!(
+        text.contains("table heroku: 3 months, 3 files, 14 rows"),
+        "{text}"
+    );
     assert!(text.contains("\n  2024-02           4 "), "{text}");
     assert!(text.contains("3 archives recorded"), "{text}");
 
-    let none = auditlake(&["status", "--lake", dir.path().join("nothing").to_str().unwrap()]);
+    let none = auditlake(&[
+        "status",
+        "--lake",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
     assert_eq!(none.status.code(), Some(1));
-    assert!(stderr(&none).contains("convert archives first"), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("convert archives first"),
+        "{}",
+        stderr(&none)
+    );
 }
 
 #[test]

@@ -98,7 +98,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "G" => 1 << 30,
         _ => return Err(format!("{text:?}: unknown unit (use K, M or G)")),
     };
-    n.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Human-readable byte count.

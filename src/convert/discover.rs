@@ -17,7 +17,10 @@ pub fn find_archives(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             let before = found.len();
             walk(path, &mut found)?;
             if found.len() == before {
-                tracing::warn!("{}: no *.json or *.json.gz files in this directory", path.display());
+                tracing::warn!(
+                    "{}: no *.json or *.json.gz files in this directory",
+                    path.display()
+                );
             }
         } else {
             // A file named explicitly is taken whatever its name: the format
@@ -34,8 +37,8 @@ pub fn find_archives(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list directory", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list directory", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("{}: cannot list directory", dir.display()))?;
         let path = entry.path();
@@ -73,7 +76,10 @@ mod tests {
     fn account_from_heroku_file_names() {
         let p = Path::new("x/enterprise-audit-log-acme-corp-202403.json.gz");
         assert_eq!(account_from_file_name(p).as_deref(), Some("acme-corp"));
-        assert_eq!(account_from_file_name(Path::new("enterprise-audit-log-a-2024.json")), None);
+        assert_eq!(
+            account_from_file_name(Path::new("enterprise-audit-log-a-2024.json")),
+            None
+        );
         assert_eq!(account_from_file_name(Path::new("other.json")), None);
     }
 
@@ -85,7 +91,13 @@ mod tests {
             std::fs::write(dir.path().join(f), b"{}").unwrap();
         }
         let found = find_archives(&[dir.path().to_path_buf()]).unwrap();
-        let rel: Vec<_> = found.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf()).collect();
-        assert_eq!(rel, [PathBuf::from("1.json"), PathBuf::from("b/c/2.json.gz")]);
+        let rel: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            rel,
+            [PathBuf::from("1.json"), PathBuf::from("b/c/2.json.gz")]
+        );
     }
 }

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
-use datafusion::parquet::arrow::AsyncArrowWriter;
 
 use super::stage::ENTRY_COLUMN;
 use crate::lake::commit::PendingFile;
@@ -47,7 +47,12 @@ pub async fn merge_into(
     let new_table = format!("merge_new_{n}");
     let old_table = format!("merge_old_{n}");
 
-    let columns: Vec<String> = spec.schema.fields().iter().map(|f| ident(f.name())).collect();
+    let columns: Vec<String> = spec
+        .schema
+        .fields()
+        .iter()
+        .map(|f| ident(f.name()))
+        .collect();
     let columns = columns.join(", ");
     let key = ident(spec.key_column);
     let time = ident(spec.time_column);
@@ -104,12 +109,17 @@ async fn write_query(
     let df = ctx.sql(sql).await.context("cannot plan the merge")?;
     let mut stream = df.execute_stream().await.context("cannot run the merge")?;
 
-    let pending = PendingFile::new(target)
-        .with_context(|| format!("cannot create a temporary file next to {}", target.display()))?;
+    let pending = PendingFile::new(target).with_context(|| {
+        format!(
+            "cannot create a temporary file next to {}",
+            target.display()
+        )
+    })?;
     let file = tokio::fs::File::create(pending.temp_path())
         .await
         .with_context(|| format!("cannot create {}", pending.temp_path().display()))?;
-    let mut writer = AsyncArrowWriter::try_new(file, spec.schema.clone(), Some(writer_properties(spec)))?;
+    let mut writer =
+        AsyncArrowWriter::try_new(file, spec.schema.clone(), Some(writer_properties(spec)))?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
         let batch = batch.context("merge failed")?;

@@ -173,7 +173,12 @@ pub async fn convert(
     let scratch = tempfile::Builder::new()
         .prefix("auditlake-")
         .tempdir_in(&temp_root)
-        .with_context(|| format!("cannot create a temporary directory in {}", temp_root.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                temp_root.display()
+            )
+        })?;
     let ctx = merge_session(options.memory_limit, scratch.path())?;
 
     let jobs = options.jobs.max(1);
@@ -193,7 +198,9 @@ pub async fn convert(
                 (path, result)
             }));
         }
-        let Some(handle) = pending.pop_front() else { break };
+        let Some(handle) = pending.pop_front() else {
+            break;
+        };
         let (path, prepared) = handle.await.context("a conversion task panicked")?;
         let outcome = match prepared {
             Ok(Prepared::Unchanged(outcome)) => outcome,
@@ -203,16 +210,21 @@ pub async fn convert(
                 outcome.sha256 = Some(staged.sha256);
                 outcome
             }
-            Ok(Prepared::Staged(staged)) => commit(lake, &ctx, staged).await.unwrap_or_else(|e| {
-                failed(&path, format!("{e:#}"))
-            }),
+            Ok(Prepared::Staged(staged)) => commit(lake, &ctx, staged)
+                .await
+                .unwrap_or_else(|e| failed(&path, format!("{e:#}"))),
             Err(e) => failed(&path, format!("{e:#}")),
         };
         observer.archive_finished(&outcome);
         outcomes.push(outcome);
     }
 
-    let count = |s| outcomes.iter().filter(|o: &&ArchiveOutcome| o.status == s).count();
+    let count = |s| {
+        outcomes
+            .iter()
+            .filter(|o: &&ArchiveOutcome| o.status == s)
+            .count()
+    };
     Ok(RunSummary {
         lake: lake.root().display().to_string(),
         converted: count(ArchiveStatus::Converted),
@@ -243,8 +255,15 @@ pub fn merge_session(memory_limit: usize, spill_dir: &Path) -> anyhow::Result<Se
         )
         .build_arc()
         .context("cannot start the merge engine")?;
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // Read strings as the table's own Utf8 (not Utf8View) so merged batches
+    // match the schema the files are written with.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
@@ -280,7 +299,9 @@ fn prepare(
     let mut stager: Option<Stager> = None;
     let (format, stats) = source::read_archive(opened.reader, |format, batch| {
         stager
-            .get_or_insert_with(|| Stager::new(dir.path(), format.table_spec(), owner_fallback.clone()))
+            .get_or_insert_with(|| {
+                Stager::new(dir.path(), format.table_spec(), owner_fallback.clone())
+            })
             .push(batch)
     })?;
     let parts = match stager {

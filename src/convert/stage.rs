@@ -44,7 +44,12 @@ pub struct Stager {
 
 impl Stager {
     pub fn new(dir: &Path, spec: TableSpec, owner_fallback: String) -> Self {
-        let mut fields: Vec<Field> = spec.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(Field::new(ENTRY_COLUMN, DataType::UInt64, false));
         Stager {
             dir: dir.to_path_buf(),
@@ -94,9 +99,8 @@ impl Stager {
             last = Some((owner, month, group));
         }
         for (key, rows) in groups {
-            let entries = UInt64Array::from_iter_values(
-                rows.iter().map(|&r| parsed.first_entry + r as u64),
-            );
+            let entries =
+                UInt64Array::from_iter_values(rows.iter().map(|&r| parsed.first_entry + r as u64));
             let part = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {
@@ -112,14 +116,16 @@ impl Stager {
 
     fn writer(&mut self, key: PartitionKey) -> anyhow::Result<&mut ArrowWriter<File>> {
         if !self.writers.contains_key(&key) {
-            let path = self.dir.join(format!("part-{}.parquet", self.writers.len()));
+            let path = self
+                .dir
+                .join(format!("part-{}.parquet", self.writers.len()));
             let file = File::create(&path)
                 .with_context(|| format!("cannot create staging file {}", path.display()))?;
             let props = WriterProperties::builder()
                 .set_compression(Compression::LZ4_RAW)
                 .set_dictionary_enabled(false)
                 .set_statistics_enabled(EnabledStatistics::None)
-                .set_max_row_group_size(64 * 1024)
+                .set_max_row_group_row_count(Some(64 * 1024))
                 .build();
             let writer = ArrowWriter::try_new(file, self.staged_schema.clone(), Some(props))?;
             self.writers.insert(key.clone(), (writer, path, 0));

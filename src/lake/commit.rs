@@ -75,6 +75,15 @@ impl Drop for PendingFile {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.temp);
+            // Remove the directories `new` may have created (month, year,
+            // table), as far as they are empty: a failed write leaves no trace.
+            let mut dir = self.target.parent();
+            for _ in 0..3 {
+                match dir {
+                    Some(d) if std::fs::remove_dir(d).is_ok() => dir = d.parent(),
+                    _ => break,
+                }
+            }
         }
     }
 }
@@ -135,7 +144,11 @@ mod tests {
     fn stale_temp_files_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("t/year=2024")).unwrap();
-        std::fs::write(dir.path().join("t/year=2024/.a.parquet.1-0.inprogress"), b"x").unwrap();
+        std::fs::write(
+            dir.path().join("t/year=2024/.a.parquet.1-0.inprogress"),
+            b"x",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("t/year=2024/a.parquet"), b"x").unwrap();
         assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
         assert!(dir.path().join("t/year=2024/a.parquet").exists());

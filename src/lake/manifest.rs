@@ -88,13 +88,17 @@ impl Manifest {
             if path.extension().is_some_and(|e| e == "json") {
                 let bytes = std::fs::read(&path)?;
                 let record: ArchiveRecord = serde_json::from_slice(&bytes).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
                 })?;
                 records.push(record);
             }
         }
         records.sort_by(|a, b| {
-            (a.converted_at.as_str(), a.name.as_str()).cmp(&(b.converted_at.as_str(), b.name.as_str()))
+            (a.converted_at.as_str(), a.name.as_str())
+                .cmp(&(b.converted_at.as_str(), b.name.as_str()))
         });
         Ok(records)
     }

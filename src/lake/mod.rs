@@ -166,7 +166,9 @@ pub struct LakeLock {
     _file: File,
 }
 
-fn read_dir_if_exists(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Result<std::fs::DirEntry>>>> {
+fn read_dir_if_exists(
+    dir: &Path,
+) -> io::Result<Box<dyn Iterator<Item = io::Result<std::fs::DirEntry>>>> {
     match std::fs::read_dir(dir) {
         Ok(entries) => Ok(Box::new(entries)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),

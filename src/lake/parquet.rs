@@ -25,8 +25,10 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
         .index_of(spec.time_column)
         .expect("the time column is in the schema");
     let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-        .set_max_row_group_size(ROW_GROUP_ROWS)
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(false)
         .set_sorting_columns(Some(vec![SortingColumn {

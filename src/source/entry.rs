@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(f.values[1].as_deref(), Some("a@b"));
         let f = string_fields(raw("null"), ["id", "name"]);
         assert!(f.canonical && f.values[0].is_none());
-        let f = string_fields(raw(r#"{"id":"1","name":"x","region":"eu"}"#), ["id", "name"]);
+        let f = string_fields(
+            raw(r#"{"id":"1","name":"x","region":"eu"}"#),
+            ["id", "name"],
+        );
         assert!(!f.canonical);
         assert_eq!(f.values[1].as_deref(), Some("x"));
         let f = string_fields(raw(r#"{"id":7}"#), ["id", "name"]);
@@ -281,12 +284,18 @@ mod tests {
         let t = parse_timestamp("2024-03-05T12:34:56.123Z", "created_at").unwrap();
         assert!(t.canonical);
         assert!(parse_timestamp("2024-13-05T12:34:56Z", "created_at").is_err());
-        assert_eq!(format_timestamp(1_709_642_096_500_000), "2024-03-05T12:34:56.500Z");
+        assert_eq!(
+            format_timestamp(1_709_642_096_500_000),
+            "2024-03-05T12:34:56.500Z"
+        );
     }
 
     #[test]
     fn compact_json_keeps_string_whitespace() {
-        assert_eq!(compact_json("{ \"a b\" : [1, \"x \\\" y\"] }"), "{\"a b\":[1,\"x \\\" y\"]}");
+        assert_eq!(
+            compact_json("{ \"a b\" : [1, \"x \\\" y\"] }"),
+            "{\"a b\":[1,\"x \\\" y\"]}"
+        );
         assert!(matches!(compact_json("{\"a\":1}"), Cow::Borrowed(_)));
     }
 

@@ -14,11 +14,11 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMi
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::value::RawValue;
 
-use crate::table::TableSpec;
 use super::entry::{
     EntryError, ExtraObject, RawEntry, parse_timestamp, required_string, string_fields,
     string_or_null,
 };
+use crate::table::TableSpec;
 
 /// Name of the lake table Heroku events are stored in.
 pub const TABLE: &str = "heroku";
@@ -152,14 +152,22 @@ impl HerokuBatchBuilder {
                 "id" => id = Some(*raw),
                 "created_at" => created_at = Some(*raw),
                 "type" | "action" => {
-                    let slot = if key == "type" { col::TYPE } else { col::ACTION };
+                    let slot = if key == "type" {
+                        col::TYPE
+                    } else {
+                        col::ACTION
+                    };
                     match string_or_null(raw) {
                         Some(v) => values[slot] = v,
                         None => self.extra.push(key, raw),
                     }
                 }
                 "actor" | "owner" => {
-                    let slot = if key == "actor" { col::ACTOR_ID } else { col::OWNER_ID };
+                    let slot = if key == "actor" {
+                        col::ACTOR_ID
+                    } else {
+                        col::OWNER_ID
+                    };
                     self.flatten(key, raw, ACTOR, &mut values[slot..slot + 2]);
                 }
                 "app" | "team" | "enterprise_account" => {
@@ -186,8 +194,10 @@ impl HerokuBatchBuilder {
         let created_at_text = required_string(created_at, "created_at")?;
         let ts = parse_timestamp(&created_at_text, "created_at")?;
         if !ts.canonical {
-            self.extra
-                .push("created_at", created_at.expect("checked by required_string"));
+            self.extra.push(
+                "created_at",
+                created_at.expect("checked by required_string"),
+            );
         }
 
         self.id.append_value(&id);
@@ -288,8 +298,10 @@ mod tests {
 
     #[test]
     fn keeps_what_columns_cannot_hold_in_extra() {
-        let b = build(&[r#"{"id":"e2","created_at":"2024-03-05T13:34:56+01:00","app":null,
-            "actor":{"id":"u1","email":"x@y","name":"X"},"type":7,"new_key":{"k": 1}}"#])
+        let b = build(&[
+            r#"{"id":"e2","created_at":"2024-03-05T13:34:56+01:00","app":null,
+            "actor":{"id":"u1","email":"x@y","name":"X"},"type":7,"new_key":{"k": 1}}"#,
+        ])
         .unwrap();
         assert_eq!(text(&b, "app_name", 0), None);
         assert_eq!(text(&b, "actor_email", 0).as_deref(), Some("x@y"));

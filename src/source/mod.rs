@@ -173,7 +173,9 @@ impl<R: io::BufRead> Read for GzipReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).map_err(|e| {
             let reason = match e.kind() {
-                io::ErrorKind::UnexpectedEof => "the gzip stream ends early (truncated file)".into(),
+                io::ErrorKind::UnexpectedEof => {
+                    "the gzip stream ends early (truncated file)".into()
+                }
                 _ => e.to_string(),
             };
             io::Error::new(
@@ -257,7 +259,9 @@ fn read_heroku_archive<R: Read>(
                 seen_entries = true;
                 read_entries(framer, &mut builder, &mut stats, &mut sink)?;
             } else {
-                framer.next_value("as a top-level value").map_err(frame_err)?;
+                framer
+                    .next_value("as a top-level value")
+                    .map_err(frame_err)?;
                 if other_keys.len() < 5 {
                     other_keys.push(key);
                 }
@@ -352,7 +356,10 @@ fn read_entries<R: Read>(
                 SourceError::at(
                     Some(index),
                     frame.offset,
-                    format!("entry is not a JSON object (found {})", describe_json(&text)),
+                    format!(
+                        "entry is not a JSON object (found {})",
+                        describe_json(&text)
+                    ),
                 )
             }
         })?;
