@@ -3,10 +3,13 @@
 //!
 //! Data flows one way:
 //! [`source`] (archive formats → Arrow batches) → [`convert`] (stage, merge,
-//! write) → [`lake`] (layout, manifests, atomic commit); the [`cli`] drives it.
+//! write) → [`lake`] (layout, manifests, atomic commit) ← [`engine`]
+//! (DataFusion session, tables, views, named queries) ← [`shell`] and [`cli`].
 
 pub mod cli;
 pub mod convert;
+pub mod engine;
 pub mod lake;
+pub mod shell;
 pub mod source;
 pub mod table;

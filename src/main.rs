@@ -1,9 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use std::io::IsTerminal;
+
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
-use auditlake::cli::{self, Cli, Command};
+use auditlake::cli::{self, Cli, Command, ShellArgs};
+use auditlake::shell::Shell;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,20 +21,44 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Some(command) => command,
+        // A bare `auditlake` on a terminal is the shell; elsewhere, usage.
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            Cli::parse_from(["auditlake", "shell"])
+                .command
+                .expect("`shell` parses as a command")
+        }
+        None => {
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Convert(args) => cli::convert::run(args).await,
             Command::Status(args) => cli::status::run(args),
+            Command::Query(args) => cli::query::run(args).await,
+            Command::Queries(args) => cli::query::list(args),
+            Command::Shell(args) => run_shell(args).await,
         }
     });
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("auditlake: error: {e:#}");
+            eprintln!("auditlake: error: {}", cli::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run_shell(args: ShellArgs) -> anyhow::Result<bool> {
+    let queries = auditlake::engine::named::load(args.engine.queries.as_deref())?;
+    let engine = args.engine.open(&args.lake).await?;
+    Shell::new(engine, queries, args.format, args.maxrows)
+        .run()
+        .await
 }
 
 /// Logs go to stderr; `-v` shows info, `-vv` debug; `RUST_LOG` overrides.

@@ -19,4 +19,22 @@ pub struct TableSpec {
     pub dictionary_columns: &'static [&'static str],
     /// Columns queried by equality, worth a bloom filter.
     pub bloom_filter_columns: &'static [&'static str],
+    /// This table's part of the `events` view: a SELECT list producing
+    /// `source, id, created_at, type, action, actor, actor_id, target,
+    /// ip_address, data` (see [`EVENTS_COLUMNS`]).
+    pub events_select: &'static str,
 }
+
+/// Columns of the `events` view that unifies every source.
+pub const EVENTS_COLUMNS: [&str; 10] = [
+    "source",
+    "id",
+    "created_at",
+    "type",
+    "action",
+    "actor",
+    "actor_id",
+    "target",
+    "ip_address",
+    "data",
+];

@@ -2,7 +2,10 @@
 //! Knows nothing of archive formats or Parquet details.
 
 pub mod convert;
+pub mod print_format;
 pub mod progress;
+pub mod query;
+pub mod statements;
 pub mod status;
 
 use std::path::PathBuf;
@@ -15,8 +18,9 @@ use crate::lake::LAKE_ENV;
 #[derive(Debug, Parser)]
 #[command(name = "auditlake", version, about, long_about = None)]
 pub struct Cli {
+    /// Without a command on a terminal: the interactive shell.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 
     /// Log more (repeat for more detail); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -36,6 +40,93 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Show the lake's tables, months and converted archives.
     Status(StatusArgs),
+    /// Run SQL or a named query once and print the result.
+    Query(QueryArgs),
+    /// List the named queries and their parameters.
+    Queries(QueriesArgs),
+    /// Interactive SQL shell (reads statements from stdin when it is not a terminal).
+    Shell(ShellArgs),
+}
+
+/// Options of every command that queries the lake.
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// Allow DDL, DML and COPY (e.g. COPY (...) TO 'out.parquet'); the lake is read-only otherwise.
+    #[arg(long)]
+    pub allow_write: bool,
+
+    /// Memory limit of query execution (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub memory_limit: usize,
+
+    /// A directory of your own named queries (*.sql), added to the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["sql", "file", "named"])))]
+pub struct QueryArgs {
+    /// SQL to run (several statements separated by ';'); '-' reads it from stdin.
+    pub sql: Option<String>,
+
+    /// Read the SQL from a file.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Run a named query (see `auditlake queries`).
+    #[arg(long, value_name = "NAME")]
+    pub named: Option<String>,
+
+    /// A parameter KEY=VALUE, bound to the placeholder $KEY (repeatable).
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub params: Vec<(String, String)>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: print_format::OutputFormat,
+
+    /// Write the result to a file instead of stdout.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QueriesArgs {
+    /// A directory of your own named queries (*.sql), added to the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Output format to start with (`.format` changes it).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: print_format::OutputFormat,
+
+    /// Rows shown per result in table and markdown output (`.maxrows` changes it).
+    #[arg(long, default_value_t = 40)]
+    pub maxrows: usize,
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +191,11 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Collapses a (possibly multi-line) error message into one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Human-readable byte count.

@@ -85,6 +85,9 @@ pub fn table_spec() -> TableSpec {
         ],
         // The columns compliance questions filter on by equality.
         bloom_filter_columns: &["app_name", "actor_email"],
+        events_select: "'heroku' AS source, id, created_at, type, action, actor_email AS actor, \
+            actor_id, coalesce(app_name, team_name, enterprise_account_name) AS target, \
+            ip_address, data",
     }
 }
 

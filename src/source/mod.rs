@@ -21,6 +21,11 @@ use json_frames::{FrameError, JsonFramer, byte_offset_of, describe_byte, json_re
 /// Rows per record batch handed to the converter.
 pub const BATCH_ROWS: usize = 8192;
 
+/// Every table a format can write, for the engine to register.
+pub fn table_specs() -> Vec<TableSpec> {
+    vec![heroku::table_spec()]
+}
+
 /// The archive formats auditlake reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

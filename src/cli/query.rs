@@ -1,0 +1,131 @@
+//! `auditlake query` (one-shot SQL or a named query) and `auditlake queries`.
+
+use std::io::{IsTerminal, Read, Write};
+
+use anyhow::{Context, bail};
+use datafusion::common::{ParamValues, ScalarValue};
+
+use super::print_format::{OutputFormat, print_stream};
+use super::statements::split_statements;
+use super::{EngineArgs, QueriesArgs, QueryArgs};
+use crate::engine::named::{self, NamedQuery};
+
+pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
+    let queries = named::load(args.engine.queries.as_deref())?;
+    let (sql, params) = if let Some(name) = &args.named {
+        let query = find_named(&queries, name)?;
+        (query.sql.clone(), Some(query.bind(&args.params)?))
+    } else {
+        let sql = match (&args.sql, &args.file) {
+            (Some(s), _) if s == "-" => read_stdin()?,
+            (Some(s), _) => s.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?,
+            (None, None) => bail!("give SQL, -f FILE or --named NAME"),
+        };
+        // Parameters of ad-hoc SQL are text placeholders ($name).
+        let params = (!args.params.is_empty()).then(|| {
+            ParamValues::Map(
+                args.params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ScalarValue::Utf8(Some(v.clone())).into()))
+                    .collect(),
+            )
+        });
+        (sql, params)
+    };
+    let statements = split_statements(&sql);
+    if statements.is_empty() {
+        bail!("no SQL statement to run");
+    }
+
+    let engine = args.engine.open(&args.lake).await?;
+    if engine.is_empty() {
+        bail!("{}", engine.empty_lake_message());
+    }
+    let mut out: Box<dyn Write + Send> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => {
+            if args.format.is_binary() && std::io::stdout().is_terminal() {
+                bail!(
+                    "refusing to write {} to a terminal: use --output FILE or redirect stdout",
+                    args.format.name()
+                );
+            }
+            Box::new(std::io::BufWriter::new(std::io::stdout()))
+        }
+    };
+    if args.format == OutputFormat::Parquet && statements.len() > 1 {
+        bail!("--format parquet takes a single statement");
+    }
+    for statement in &statements {
+        let df = engine.sql(statement, params.clone()).await?;
+        let stream = df.execute_stream().await?;
+        print_stream(stream, args.format, &mut *out, None).await?;
+    }
+    out.flush()?;
+    Ok(true)
+}
+
+/// `auditlake queries`: the named queries and their parameters.
+pub fn list(args: QueriesArgs) -> anyhow::Result<bool> {
+    let queries = named::load(args.queries.as_deref())?;
+    print!("{}", describe_queries(&queries));
+    Ok(true)
+}
+
+/// A readable list of named queries, shared with the shell's `.queries`.
+pub fn describe_queries(queries: &[NamedQuery]) -> String {
+    let mut text = String::new();
+    for q in queries {
+        text.push_str(&format!("{}\n    {}\n", q.name, q.description));
+        for p in &q.params {
+            text.push_str(&format!(
+                "    --param {}=<{}>  {}\n",
+                p.name,
+                p.ty.name(),
+                p.description
+            ));
+        }
+    }
+    text
+}
+
+pub fn find_named<'a>(queries: &'a [NamedQuery], name: &str) -> anyhow::Result<&'a NamedQuery> {
+    queries.iter().find(|q| q.name == name).with_context(|| {
+        format!(
+            "no named query {name:?}; `auditlake queries` lists them ({})",
+            queries
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+fn read_stdin() -> anyhow::Result<String> {
+    let mut sql = String::new();
+    std::io::stdin()
+        .read_to_string(&mut sql)
+        .context("cannot read SQL from stdin")?;
+    Ok(sql)
+}
+
+impl EngineArgs {
+    /// Opens the lake for querying.
+    pub async fn open(&self, lake: &super::LakeArg) -> anyhow::Result<crate::engine::Engine> {
+        let lake = crate::lake::Lake::local(&lake.lake)?;
+        crate::engine::Engine::open(
+            &lake,
+            crate::engine::EngineOptions {
+                allow_write: self.allow_write,
+                memory_limit: self.memory_limit,
+            },
+        )
+        .await
+    }
+}

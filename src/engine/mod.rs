@@ -1,0 +1,233 @@
+//! The query engine: a DataFusion session over a lake.
+//!
+//! Every table found in the lake is registered as a listing table over its
+//! `year=`/`month=` directories, with the schema the lake's writer uses, so
+//! opening a lake lists directories but reads no Parquet footer. A view
+//! `events` unifies all sources. JSON functions (`data->>'key'`,
+//! `json_get_str`, `json_contains`, …) come from `datafusion-functions-json`.
+//! SQL is read-only unless the engine is opened with writes allowed.
+
+pub mod named;
+pub mod pruning;
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+
+use crate::lake::Lake;
+use crate::table::{EVENTS_COLUMNS, TableSpec};
+use pruning::MonthPrunedTable;
+
+/// Name of the view over every source.
+pub const EVENTS_VIEW: &str = "events";
+
+/// How the engine is set up.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Allow DDL, DML and COPY (e.g. `COPY (…) TO 'file.parquet'`).
+    pub allow_write: bool,
+    /// Memory limit of query execution, in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            allow_write: false,
+            memory_limit: 1 << 30,
+        }
+    }
+}
+
+/// A DataFusion session over one lake.
+pub struct Engine {
+    ctx: SessionContext,
+    tables: Vec<TableSpec>,
+    options: EngineOptions,
+    lake: Lake,
+}
+
+impl Engine {
+    /// Opens `lake`, registering its tables and views. A lake with no tables
+    /// opens fine (see [`Engine::is_empty`]); a missing directory is an error.
+    pub async fn open(lake: &Lake, options: EngineOptions) -> anyhow::Result<Engine> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit)))
+            .build_arc()
+            .context("cannot start the query engine")?;
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("auditlake", "lake");
+        let opts = config.options_mut();
+        // Files are found by listing; statistics come from each file's footer
+        // when it is opened, after partition pruning.
+        opts.execution.collect_statistics = false;
+        // Evaluate filters while decoding, so a selective query decodes only
+        // the pages and rows that can match.
+        opts.execution.parquet.pushdown_filters = true;
+        opts.execution.parquet.reorder_filters = true;
+        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        datafusion_functions_json::register_all(&mut ctx)
+            .context("cannot register the JSON functions")?;
+
+        let mut engine = Engine {
+            ctx,
+            tables: Vec::new(),
+            options,
+            lake: lake.clone(),
+        };
+        if !lake.exists() {
+            bail!("{}", engine.empty_lake_message());
+        }
+        let present = lake.tables().context("cannot list the lake's tables")?;
+        for spec in crate::source::table_specs() {
+            if present.iter().any(|t| t == spec.name) {
+                engine.register(&spec).await?;
+                engine.tables.push(spec);
+            }
+        }
+        engine.register_events_view().await?;
+        Ok(engine)
+    }
+
+    async fn register(&self, spec: &TableSpec) -> anyhow::Result<()> {
+        let dir = self.lake.table_dir(spec.name);
+        let url = ListingTableUrl::parse(format!("{}/", dir.display()))
+            .with_context(|| format!("bad table location {}", dir.display()))?;
+        let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![
+                ("year".to_string(), DataType::Int32),
+                ("month".to_string(), DataType::Int32),
+            ]);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(listing)
+            .with_schema(spec.schema.clone());
+        let table = ListingTable::try_new(config)?;
+        let table = MonthPrunedTable::new(Arc::new(table), spec.time_column);
+        self.ctx.register_table(spec.name, Arc::new(table))?;
+        Ok(())
+    }
+
+    /// `events`: one SELECT per table, unioned, plus the partition columns.
+    async fn register_events_view(&self) -> anyhow::Result<()> {
+        if self.tables.is_empty() {
+            return Ok(());
+        }
+        let selects: Vec<String> = self
+            .tables
+            .iter()
+            .map(|t| format!("SELECT {}, year, month FROM {}", t.events_select, t.name))
+            .collect();
+        let sql = format!(
+            "CREATE VIEW {EVENTS_VIEW} AS {}",
+            selects.join(" UNION ALL ")
+        );
+        self.ctx.sql(&sql).await?.collect().await?;
+        Ok(())
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// True when the lake holds no table yet.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// What to tell a user whose lake is missing or empty.
+    pub fn empty_lake_message(&self) -> String {
+        format!(
+            "the lake at {} holds no tables yet; convert archives into it first: \
+             auditlake convert <PATH>... --lake {}",
+            self.lake.root().display(),
+            self.lake.root().display()
+        )
+    }
+
+    /// Names of the tables and views users can query.
+    pub fn relation_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.iter().map(|t| t.name.to_string()).collect();
+        if !self.tables.is_empty() {
+            names.push(EVENTS_VIEW.to_string());
+        }
+        names
+    }
+
+    /// Column names of a table or view, for completion and `.schema`.
+    pub async fn columns(&self, relation: &str) -> Option<Vec<(String, DataType, bool)>> {
+        let table = self.ctx.table(relation).await.ok()?;
+        Some(
+            table
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+                .collect(),
+        )
+    }
+
+    /// Every column name of every relation (deduplicated), for completion.
+    pub async fn all_column_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = EVENTS_COLUMNS.iter().map(|c| c.to_string()).collect();
+        for spec in &self.tables {
+            names.extend(spec.schema.fields().iter().map(|f| f.name().clone()));
+        }
+        names.extend(["year".to_string(), "month".to_string()]);
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn sql_options(&self) -> SQLOptions {
+        SQLOptions::new()
+            .with_allow_ddl(self.options.allow_write)
+            .with_allow_dml(self.options.allow_write)
+            .with_allow_statements(true)
+    }
+
+    /// Plans `sql` (one statement), refusing writes unless allowed, and
+    /// binds `params` to its `$name` placeholders.
+    pub async fn sql(&self, sql: &str, params: Option<ParamValues>) -> anyhow::Result<DataFrame> {
+        let df = self
+            .ctx
+            .sql_with_options(sql, self.sql_options())
+            .await
+            .map_err(|e| explain_error(e, self.options.allow_write))?;
+        match params {
+            Some(p) => Ok(df.with_param_values(p)?),
+            None => Ok(df),
+        }
+    }
+}
+
+/// Turns DataFusion's refusal of writes into advice.
+fn explain_error(e: datafusion::error::DataFusionError, allow_write: bool) -> anyhow::Error {
+    let text = e.strip_backtrace();
+    if !allow_write && (text.contains("DDL not supported") || text.contains("DML not supported")) {
+        anyhow::anyhow!(
+            "the lake is read-only: {} statements are refused (pass --allow-write to run them, e.g. for COPY … TO exports)",
+            if text.contains("DDL") {
+                "DDL"
+            } else {
+                "DML and COPY"
+            }
+        )
+    } else {
+        anyhow::anyhow!(text)
+    }
+}

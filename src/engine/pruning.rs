@@ -1,0 +1,221 @@
+//! Month pruning from time filters.
+//!
+//! Files are partitioned by `year=`/`month=` directories, but users filter on
+//! the event time (`created_at >= '2024-03-01'`). DataFusion prunes listing
+//! partitions only with predicates on the partition columns, so this wrapper
+//! derives them: from time bounds among the pushed-down filters it adds
+//! `year * 100 + month BETWEEN lo AND hi`, and a query for March opens only
+//! March's files. The derived predicate is implied by the original filters,
+//! so results never change.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableType;
+use datafusion::error::Result;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{col, lit};
+
+/// A table partitioned by `year`/`month` of `time_column`.
+#[derive(Debug)]
+pub struct MonthPrunedTable {
+    inner: Arc<dyn TableProvider>,
+    time_column: String,
+}
+
+impl MonthPrunedTable {
+    pub fn new(inner: Arc<dyn TableProvider>, time_column: &str) -> Self {
+        MonthPrunedTable {
+            inner,
+            time_column: time_column.to_string(),
+        }
+    }
+
+    /// The filters plus the partition predicate derived from them, if any.
+    fn with_month_filter<'a>(&self, filters: &'a [Expr]) -> Cow<'a, [Expr]> {
+        match month_range(filters, &self.time_column) {
+            Some((lo, hi)) => {
+                let ym = col("year") * lit(100) + col("month");
+                let mut all = filters.to_vec();
+                all.push(ym.between(lit(lo), lit(hi)));
+                Cow::Owned(all)
+            }
+            None => Cow::Borrowed(filters),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for MonthPrunedTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let filters = self.with_month_filter(filters);
+        self.inner.scan(state, projection, &filters, limit).await
+    }
+
+    async fn scan_with_args<'a>(
+        &self,
+        state: &dyn Session,
+        args: ScanArgs<'a>,
+    ) -> Result<ScanResult> {
+        let filters = self.with_month_filter(args.filters().unwrap_or(&[]));
+        let projection = args.projection();
+        let args = ScanArgs::default()
+            .with_filters(Some(&filters))
+            .with_projection(projection)
+            .with_limit(args.limit());
+        self.inner.scan_with_args(state, args).await
+    }
+}
+
+/// The inclusive range of `year * 100 + month` that the conjunction of
+/// `filters` allows for `time_column`, when it is bounded on either side.
+fn month_range(filters: &[Expr], time_column: &str) -> Option<(i32, i32)> {
+    let mut lo: Option<i64> = None; // inclusive lower bound, micros
+    let mut hi: Option<i64> = None; // inclusive upper bound, micros
+    let mut raise = |v: i64| lo = Some(lo.map_or(v, |l| l.max(v)));
+    let mut bounds = Vec::new();
+    for filter in filters {
+        for expr in split_conjunction(filter) {
+            collect_bounds(expr, time_column, &mut bounds);
+        }
+    }
+    for (op, v) in bounds {
+        match op {
+            Operator::Gt => raise(v.saturating_add(1)),
+            Operator::GtEq => raise(v),
+            Operator::Lt => hi = Some(hi.map_or(v - 1, |h| h.min(v - 1))),
+            Operator::LtEq => hi = Some(hi.map_or(v, |h| h.min(v))),
+            Operator::Eq => {
+                raise(v);
+                hi = Some(hi.map_or(v, |h| h.min(v)));
+            }
+            _ => {}
+        }
+    }
+    if lo.is_none() && hi.is_none() {
+        return None;
+    }
+    let ym = |micros: i64| {
+        DateTime::from_timestamp_micros(micros).map(|t| t.year() * 100 + t.month() as i32)
+    };
+    let lo = lo.map_or(Some(i32::MIN), ym)?;
+    let hi = hi.map_or(Some(i32::MAX), ym)?;
+    Some((lo, hi))
+}
+
+/// Collects `(op, micros)` for comparisons `time_column op literal`,
+/// normalised so the column is on the left.
+fn collect_bounds(expr: &Expr, time_column: &str, out: &mut Vec<(Operator, i64)>) {
+    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == time_column);
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if is_time(left)
+                && let Some(v) = literal_micros(right)
+            {
+                out.push((*op, v));
+            } else if is_time(right)
+                && let Some(v) = literal_micros(left)
+                && let Some(op) = op.swap()
+            {
+                out.push((op, v));
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_time(expr) => {
+            if let Some(v) = literal_micros(low) {
+                out.push((Operator::GtEq, v));
+            }
+            if let Some(v) = literal_micros(high) {
+                out.push((Operator::LtEq, v));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A timestamp literal in microseconds (rounding toward the bound's side
+/// does not matter at month granularity).
+fn literal_micros(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Expr {
+        let micros = DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(micros),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn derives_month_ranges() {
+        let t = || col("created_at");
+        let march = t()
+            .gt_eq(ts("2024-03-01T00:00:00Z"))
+            .and(t().lt(ts("2024-04-01T00:00:00Z")));
+        assert_eq!(month_range(&[march], "created_at"), Some((202403, 202403)));
+        let between = t().between(ts("2023-12-15T00:00:00Z"), ts("2024-02-01T00:00:00Z"));
+        assert_eq!(
+            month_range(&[between], "created_at"),
+            Some((202312, 202402))
+        );
+        let open = ts("2024-05-31T23:59:59Z").lt(t());
+        assert_eq!(month_range(&[open], "created_at"), Some((202405, i32::MAX)));
+        let eq = t().eq(ts("2024-01-31T23:59:59Z"));
+        assert_eq!(month_range(&[eq], "created_at"), Some((202401, 202401)));
+        assert_eq!(
+            month_range(&[col("app_name").eq(lit("x"))], "created_at"),
+            None
+        );
+        // A disjunction says nothing certain about either side.
+        let or = t()
+            .lt(ts("2024-01-01T00:00:00Z"))
+            .or(t().gt(ts("2024-06-01T00:00:00Z")));
+        assert_eq!(month_range(&[or], "created_at"), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! rustyline helper: completion of SQL keywords, table and column names,
+//! meta-commands and named queries; keyword highlighting; multi-line
+//! statements (Enter inserts a newline until the statement ends with `;`).
+
+use std::borrow::Cow;
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Helper};
+
+use super::command::META_COMMANDS;
+use crate::cli::statements::is_complete;
+
+/// SQL keywords offered for completion and highlighted.
+const KEYWORDS: &[&str] = &[
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "BY",
+    "ORDER",
+    "HAVING",
+    "LIMIT",
+    "OFFSET",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "IS",
+    "NULL",
+    "LIKE",
+    "ILIKE",
+    "BETWEEN",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "DISTINCT",
+    "COUNT",
+    "SUM",
+    "MIN",
+    "MAX",
+    "AVG",
+    "JOIN",
+    "LEFT",
+    "RIGHT",
+    "INNER",
+    "OUTER",
+    "FULL",
+    "ON",
+    "USING",
+    "UNION",
+    "ALL",
+    "WITH",
+    "ASC",
+    "DESC",
+    "NULLS",
+    "FIRST",
+    "LAST",
+    "CAST",
+    "INTERVAL",
+    "TIMESTAMP",
+    "DATE",
+    "EXPLAIN",
+    "ANALYZE",
+    "SHOW",
+    "TABLES",
+    "COLUMNS",
+    "DESCRIBE",
+    "OVER",
+    "PARTITION",
+    "DATE_TRUNC",
+    "DATE_PART",
+    "COALESCE",
+    "TRUE",
+    "FALSE",
+    "EXISTS",
+    "VALUES",
+    "COPY",
+    "TO",
+    "JSON_GET_STR",
+    "JSON_CONTAINS",
+    "JSON_GET",
+    "TO_TIMESTAMP",
+    "NOW",
+];
+
+/// Names the shell knows about, refreshed when the lake is opened.
+#[derive(Default, Clone)]
+pub struct Vocabulary {
+    pub tables: Vec<String>,
+    pub columns: Vec<String>,
+    pub queries: Vec<String>,
+}
+
+#[derive(Helper)]
+pub struct ShellHelper {
+    pub vocabulary: Vocabulary,
+    pub color: bool,
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
+            .map_or(0, |i| i + 1);
+        let word = &before[start..];
+        let trimmed = before.trim_start();
+        let mut candidates: Vec<String> = Vec::new();
+        if trimmed.starts_with('.') && !trimmed.contains(' ') {
+            candidates.extend(
+                META_COMMANDS
+                    .iter()
+                    .map(|(c, _)| c.split_whitespace().next().unwrap_or(c).to_string()),
+            );
+        } else if trimmed.starts_with(".run ") {
+            candidates.extend(self.vocabulary.queries.iter().cloned());
+        } else if trimmed.starts_with(".schema ") {
+            candidates.extend(self.vocabulary.tables.iter().cloned());
+        } else if trimmed.starts_with(".format ") {
+            candidates.extend(
+                ["table", "csv", "json", "ndjson", "markdown"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+        } else if trimmed.starts_with('.') {
+            return Ok((pos, Vec::new()));
+        } else {
+            let lower = word.chars().next().is_some_and(|c| c.is_lowercase());
+            candidates.extend(KEYWORDS.iter().map(|k| {
+                if lower {
+                    k.to_lowercase()
+                } else {
+                    k.to_string()
+                }
+            }));
+            candidates.extend(self.vocabulary.tables.iter().cloned());
+            candidates.extend(self.vocabulary.columns.iter().cloned());
+        }
+        if word.is_empty() && !trimmed.starts_with('.') {
+            return Ok((pos, Vec::new()));
+        }
+        let needle = word.to_lowercase();
+        let mut matches: Vec<Pair> = candidates
+            .into_iter()
+            .filter(|c| c.to_lowercase().starts_with(&needle))
+            .map(|c| Pair {
+                display: c.clone(),
+                replacement: c,
+            })
+            .collect();
+        matches.sort_by(|a, b| a.display.cmp(&b.display));
+        matches.dedup_by(|a, b| a.display == b.display);
+        Ok((start, matches))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+
+impl Validator for ShellHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        let trimmed = input.trim();
+        if trimmed.is_empty() || trimmed.starts_with('.') || is_complete(input) {
+            Ok(ValidationResult::Valid(None))
+        } else {
+            Ok(ValidationResult::Incomplete)
+        }
+    }
+}
+
+impl Highlighter for ShellHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if !self.color || line.trim_start().starts_with('.') {
+            return Cow::Borrowed(line);
+        }
+        Cow::Owned(highlight_sql(line))
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        self.color
+    }
+}
+
+/// Keywords bold blue, strings green, comments grey.
+fn highlight_sql(line: &str) -> String {
+    const KEYWORD: &str = "\x1b[1;34m";
+    const STRING: &str = "\x1b[32m";
+    const COMMENT: &str = "\x1b[90m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            let mut end = line.len();
+            for (j, d) in chars.by_ref() {
+                if d == '\'' {
+                    end = j + 1;
+                    break;
+                }
+            }
+            out.push_str(STRING);
+            out.push_str(&line[i..end]);
+            out.push_str(RESET);
+        } else if c == '-' && line[i..].starts_with("--") {
+            out.push_str(COMMENT);
+            let end = line[i..].find('\n').map_or(line.len(), |n| i + n);
+            out.push_str(&line[i..end]);
+            out.push_str(RESET);
+            while chars.peek().is_some_and(|(j, _)| *j < end) {
+                chars.next();
+            }
+        } else if c.is_alphabetic() || c == '_' {
+            let mut end = line.len();
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_alphanumeric() || d == '_' {
+                    chars.next();
+                } else {
+                    end = j;
+                    break;
+                }
+            }
+            let word = &line[i..end];
+            if KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word)) {
+                out.push_str(KEYWORD);
+                out.push_str(word);
+                out.push_str(RESET);
+            } else {
+                out.push_str(word);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlights_keywords_and_strings_only() {
+        assert_eq!(
+            highlight_sql("select app from t where x = 'from'"),
+            "\x1b[1;34mselect\x1b[0m app \x1b[1;34mfrom\x1b[0m t \x1b[1;34mwhere\x1b[0m x = \x1b[32m'from'\x1b[0m"
+        );
+    }
+}
