@@ -111,12 +111,9 @@ pub async fn print_stream(
                 printed.rows += batch.num_rows();
                 writer.write(&batch)?;
             }
+            // An empty result is `[]` (arrow writes the brackets on finish).
             writer.finish()?;
             drop(writer);
-            if printed.rows == 0 {
-                // arrow writes nothing for no rows; an empty array is valid JSON.
-                write!(out, "[]")?;
-            }
             writeln!(out)?;
             printed.shown = printed.rows;
         }

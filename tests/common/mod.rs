@@ -118,3 +118,17 @@ pub fn data_files(lake: &Path) -> Vec<String> {
         .filter(|f| !f.starts_with("_auditlake"))
         .collect()
 }
+
+/// A temporary lake holding the main job's result (testdata/heroku).
+pub fn testdata_lake() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    convert_ok(&dir.path().join("lake"), &[&testdata("heroku")]);
+    dir
+}
+
+/// `auditlake query --lake <lake> <args>` with the output as text.
+pub fn query(lake: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["query", "--lake", lake.to_str().unwrap()];
+    all.extend_from_slice(args);
+    auditlake(&all)
+}

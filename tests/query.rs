@@ -1,0 +1,483 @@
+//! `auditlake query` and `auditlake queries` through the real binary on the
+//! testdata lake; expected answers are worked out in testdata/README.md.
+
+mod common;
+
+use common::*;
+
+fn ok(out: std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    stdout(&out)
+}
+
+const TWO_ROWS: &str =
+    "SELECT id, created_at, app_name, data FROM heroku WHERE month = 2 ORDER BY created_at LIMIT 2";
+
+#[test]
+fn every_output_format_byte_for_byte() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let run = |format: &str| ok(query(&lake, &["--format", format, TWO_ROWS]));
+    assert_eq!(
+        run("table"),
+        "\
++--------------------------------------+--------------------------+--------------+--------------------------------------------------+
+| id                                   | created_at               | app_name     | data                                             |
++--------------------------------------+--------------------------+--------------+--------------------------------------------------+
+| 0b6c1e3a-0000-4000-8000-000000000011 | 2024-02-01T00:00:00Z     | NULL         | {\"user\":{\"email\":\"dan@acme.io\"},\"role\":\"member\"} |
+| 0b6c1e3a-0000-4000-8000-000000000012 | 2024-02-14T12:00:00.250Z | web-frontend | {\"version\":42,\"commit\":\"9f1c2ab\"}                |
++--------------------------------------+--------------------------+--------------+--------------------------------------------------+
+"
+    );
+    assert_eq!(
+        run("csv"),
+        r#"id,created_at,app_name,data
+0b6c1e3a-0000-4000-8000-000000000011,2024-02-01T00:00:00Z,,"{""user"":{""email"":""dan@acme.io""},""role"":""member""}"
+0b6c1e3a-0000-4000-8000-000000000012,2024-02-14T12:00:00.250Z,web-frontend,"{""version"":42,""commit"":""9f1c2ab""}"
+"#
+    );
+    assert_eq!(
+        run("json"),
+        r#"[{"id":"0b6c1e3a-0000-4000-8000-000000000011","created_at":"2024-02-01T00:00:00Z","app_name":null,"data":"{\"user\":{\"email\":\"dan@acme.io\"},\"role\":\"member\"}"},{"id":"0b6c1e3a-0000-4000-8000-000000000012","created_at":"2024-02-14T12:00:00.250Z","app_name":"web-frontend","data":"{\"version\":42,\"commit\":\"9f1c2ab\"}"}]
+"#
+    );
+    assert_eq!(
+        run("ndjson"),
+        r#"{"id":"0b6c1e3a-0000-4000-8000-000000000011","created_at":"2024-02-01T00:00:00Z","app_name":null,"data":"{\"user\":{\"email\":\"dan@acme.io\"},\"role\":\"member\"}"}
+{"id":"0b6c1e3a-0000-4000-8000-000000000012","created_at":"2024-02-14T12:00:00.250Z","app_name":"web-frontend","data":"{\"version\":42,\"commit\":\"9f1c2ab\"}"}
+"#
+    );
+    assert_eq!(
+        run("markdown"),
+        "\
+| id                                   | created_at               | app_name     | data                                             |
+|--------------------------------------|--------------------------|--------------|--------------------------------------------------|
+| 0b6c1e3a-0000-4000-8000-000000000011 | 2024-02-01T00:00:00Z     | NULL         | {\"user\":{\"email\":\"dan@acme.io\"},\"role\":\"member\"} |
+| 0b6c1e3a-0000-4000-8000-000000000012 | 2024-02-14T12:00:00.250Z | web-frontend | {\"version\":42,\"commit\":\"9f1c2ab\"}                |
+"
+    );
+    // Empty results are still well-formed.
+    let none = "SELECT id FROM heroku WHERE id = 'none'";
+    assert_eq!(ok(query(&lake, &["--format", "json", none])), "[]\n");
+    assert_eq!(ok(query(&lake, &["--format", "csv", none])), "id\n");
+    assert_eq!(ok(query(&lake, &["--format", "ndjson", none])), "");
+}
+
+#[tokio::test]
+async fn parquet_output_reads_back() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let out = dir.path().join("result.parquet");
+    ok(query(
+        &lake,
+        &[
+            "--format",
+            "parquet",
+            "--output",
+            out.to_str().unwrap(),
+            TWO_ROWS,
+        ],
+    ));
+    let rows = query_file(&out, "SELECT id, app_name FROM t ORDER BY id").await;
+    assert_eq!(
+        rows,
+        [
+            ["0b6c1e3a-0000-4000-8000-000000000011", "NULL"],
+            ["0b6c1e3a-0000-4000-8000-000000000012", "web-frontend"]
+        ]
+    );
+}
+
+#[test]
+fn the_headline_question_both_ways() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let named = ok(query(
+        &lake,
+        &[
+            "--named",
+            "config-changes",
+            "--param",
+            "app=billing-api",
+            "--param",
+            "month=2024-03",
+            "--format",
+            "csv",
+        ],
+    ));
+    assert_eq!(
+        named,
+        "created_at,actor,action,changes,ip_address\n\
+         2024-03-01T00:00:00Z,ann@acme.io,set,\"[\"\"STRIPE_KEY\"\"]\",203.0.113.10\n\
+         2024-03-04T11:22:33Z,zoë@acme.io,set,\"[\"\"WEB_CONCURRENCY\"\",\"\"RAILS_ENV\"\"]\",198.51.100.23\n"
+    );
+    let sql = ok(query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "SELECT created_at, actor_email AS actor, action, data->>'changes' AS changes, ip_address FROM heroku \
+         WHERE type = 'config_change' AND app_name = 'billing-api' \
+         AND created_at >= '2024-03-01T00:00:00Z' AND created_at < '2024-04-01T00:00:00Z' ORDER BY created_at",
+        ],
+    ));
+    assert_eq!(sql, named);
+}
+
+/// Each named query against answers worked out by hand from testdata/README.md.
+#[test]
+fn named_queries_give_hand_checked_answers() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let run = |name: &str, params: &[&str]| {
+        let mut args = vec!["--format", "csv", "--named", name];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        ok(query(&lake, &args))
+    };
+    assert_eq!(
+        run(
+            "actor-activity",
+            &["actor=bob@acme.io", "from=2024-01-01", "to=2024-02-20"]
+        ),
+        "created_at,source,type,action,target,ip_address\n\
+         2024-01-10T10:15:00Z,heroku,config_change,set,billing-api,198.51.100.7\n\
+         2024-02-14T12:00:00.250Z,heroku,code_release,create,web-frontend,198.51.100.7\n\
+         2024-02-20T14:30:00Z,heroku,config_change,remove,billing-api,198.51.100.7\n"
+    );
+    assert_eq!(
+        run("app-history", &["app=web-frontend"]),
+        "created_at,type,action,actor,data\n\
+         2024-01-25T08:00:00Z,addon,create,zoë@acme.io,\"{\"\"addon\"\":\"\"heroku-postgresql\"\",\"\"plan\"\":\"\"essential-0\"\"}\"\n\
+         2024-02-14T12:00:00.250Z,code_release,create,bob@acme.io,\"{\"\"version\"\":42,\"\"commit\"\":\"\"9f1c2ab\"\"}\"\n\
+         2024-03-12T09:30:00Z,config_change,set,bob@acme.io,\"{\"\"changes\"\":[\"\"CDN_URL\"\"]}\"\n\
+         2024-03-14T20:00:00Z,addon,destroy,ann@acme.io,\"{\"\"addon\"\":\"\"heroku-redis\"\"}\"\n"
+    );
+    assert_eq!(
+        run("deploys", &["app=billing-api", "month=2024-03"]),
+        "created_at,actor,version,data\n2024-03-08T16:00:00Z,bob@acme.io,17,\"{\"\"version\"\":17}\"\n"
+    );
+    assert_eq!(
+        run("collaborator-changes", &["month=2024-01"]),
+        "created_at,app_name,action,collaborator,actor\n2024-01-20T17:45:30Z,billing-api,create,cy@acme.io,ann@acme.io\n"
+    );
+    assert_eq!(
+        run("addon-changes", &["month=2024-03"]),
+        "created_at,app_name,action,addon,actor\n2024-03-14T20:00:00Z,web-frontend,destroy,heroku-redis,ann@acme.io\n"
+    );
+    assert_eq!(
+        run("destroyed-resources", &["month=2024-03"]),
+        "created_at,type,target,actor,data\n2024-03-14T20:00:00Z,addon,web-frontend,ann@acme.io,\"{\"\"addon\"\":\"\"heroku-redis\"\"}\"\n"
+    );
+    assert_eq!(
+        run("membership-changes", &["month=2024-02"]),
+        "created_at,type,action,scope,member,actor\n\
+         2024-02-01T00:00:00Z,team_membership,create,web,dan@acme.io,ann@acme.io\n\
+         2024-02-29T23:00:00Z,enterprise_account_membership,update,acme,dan@acme.io,ann@acme.io\n"
+    );
+    // Event 10 sits in February's archive but happened in January.
+    assert_eq!(
+        run("activity-by-ip", &["ip=192.0.2.44"]),
+        "created_at,source,actor,type,action,target\n2024-01-31T23:59:59Z,heroku,dan@acme.io,config_change,set,billing-api\n"
+    );
+    assert_eq!(
+        run("top-actors", &["month=2024-03"]),
+        "actor,events,targets,first_seen,last_seen\n\
+         ann@acme.io,2,2,2024-03-01T00:00:00Z,2024-03-14T20:00:00Z\n\
+         bob@acme.io,2,2,2024-03-08T16:00:00Z,2024-03-12T09:30:00Z\n\
+         zoë@acme.io,1,1,2024-03-04T11:22:33Z,2024-03-04T11:22:33Z\n"
+    );
+}
+
+#[test]
+fn parameters_are_bound_never_spliced() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let out = ok(query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "--named",
+            "config-changes",
+            "--param",
+            "app=x' OR '1'='1",
+            "--param",
+            "month=2024-03",
+        ],
+    ));
+    assert_eq!(out, "created_at,actor,action,changes,ip_address\n");
+    // Ad-hoc SQL binds --param values as text placeholders too.
+    let out = ok(query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "-p",
+            "app=x' OR '1'='1",
+            "SELECT count(*) AS n FROM heroku WHERE app_name = $app",
+        ],
+    ));
+    assert_eq!(out, "n\n0\n");
+    let out = ok(query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "-p",
+            "app=web-frontend",
+            "SELECT count(*) AS n FROM heroku WHERE app_name = $app",
+        ],
+    ));
+    assert_eq!(out, "n\n4\n");
+}
+
+#[test]
+fn bad_parameters_are_refused_clearly() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--param", "app=x", "--param", "month=2024-3"],
+            "auditlake: error: config-changes: parameter month=\"2024-3\" is not a month (YYYY-MM)\n",
+        ),
+        (
+            &["--param", "app=x"],
+            "auditlake: error: config-changes: missing parameter month (month: UTC calendar month, YYYY-MM); usage: auditlake query --named config-changes --param app=<text> --param month=<month>\n",
+        ),
+        (
+            &[
+                "--param",
+                "app=x",
+                "--param",
+                "month=2024-03",
+                "--param",
+                "user=y",
+            ],
+            "auditlake: error: config-changes: unknown parameter \"user\" (parameters: app, month)\n",
+        ),
+        (&["--param", "app"], ""),
+    ];
+    for (params, expected) in cases {
+        let mut args = vec!["--named", "config-changes"];
+        args.extend_from_slice(params);
+        let out = query(&lake, &args);
+        if expected.is_empty() {
+            assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        } else {
+            assert_eq!(out.status.code(), Some(1));
+            assert_eq!(stderr(&out), expected);
+        }
+    }
+    let out = query(&lake, &["--named", "no-such-query"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(
+            "auditlake: error: no named query \"no-such-query\"; `auditlake queries` lists them"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_lake_is_read_only_unless_asked() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let export = dir.path().join("export.csv");
+    let copy = format!(
+        "COPY (SELECT id FROM heroku ORDER BY id LIMIT 2) TO '{}'",
+        export.display()
+    );
+    for (sql, kind) in [
+        (copy.as_str(), "DML and COPY"),
+        ("INSERT INTO heroku SELECT * FROM heroku", "DML and COPY"),
+        ("CREATE TABLE t AS SELECT 1", "DDL"),
+        ("DROP VIEW events", "DDL"),
+    ] {
+        let out = query(&lake, &[sql]);
+        assert_eq!(out.status.code(), Some(1), "{sql}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "auditlake: error: the lake is read-only: {kind} statements are refused (pass --allow-write to run them, e.g. for COPY … TO exports)\n"
+            )
+        );
+    }
+    assert!(!export.exists());
+    ok(query(&lake, &["--allow-write", &copy]));
+    assert_eq!(
+        std::fs::read_to_string(&export).unwrap(),
+        "id\n0b6c1e3a-0000-4000-8000-000000000001\n0b6c1e3a-0000-4000-8000-000000000002\n"
+    );
+}
+
+#[test]
+fn a_missing_or_empty_lake_says_how_to_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    for lake in [dir.path().join("missing"), dir.path().to_path_buf()] {
+        let out = query(&lake, &["SELECT 1"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "auditlake: error: the lake at {0} holds no tables yet; convert archives into it first: auditlake convert <PATH>... --lake {0}\n",
+                lake.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn errors_are_one_line_with_exit_1() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let out = query(&lake, &["SELEC 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("auditlake: error: SQL error: ParserError"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(query(&lake, &[]).status.code(), Some(2));
+}
+
+#[test]
+fn sql_from_stdin_and_files() {
+    use std::io::Write;
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "--lake",
+            lake.to_str().unwrap(),
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"SELECT count(*) AS n FROM heroku;\nSELECT count(*) AS m FROM events WHERE month = 1;",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "n\n14\nm\n5\n");
+
+    let file = dir.path().join("q.sql");
+    std::fs::write(
+        &file,
+        "-- how many events in March?\nSELECT count(*) AS n FROM heroku WHERE month = 3;\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok(query(
+            &lake,
+            &["--format", "csv", "-f", file.to_str().unwrap()]
+        )),
+        "n\n5\n"
+    );
+}
+
+#[test]
+fn queries_lists_names_and_parameters_and_takes_a_users_directory() {
+    let listing = ok(auditlake(&["queries"]));
+    for name in [
+        "config-changes",
+        "actor-activity",
+        "app-history",
+        "deploys",
+        "collaborator-changes",
+        "addon-changes",
+        "destroyed-resources",
+        "membership-changes",
+        "activity-by-ip",
+        "top-actors",
+    ] {
+        assert!(
+            listing.contains(&format!("{name}\n")),
+            "{name} missing from\n{listing}"
+        );
+    }
+    assert!(listing.contains("config-changes\n    Who changed config vars on an app in a month (Heroku config_change events)\n    --param app=<text>  App name, e.g. billing-api\n    --param month=<month>  UTC calendar month, YYYY-MM\n"), "{listing}");
+
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("ips.sql"), "-- name: ips-of\n-- description: IPs an actor used\n-- param: actor text  Who\nSELECT DISTINCT ip_address FROM heroku WHERE actor_email = $actor ORDER BY ip_address;\n").unwrap();
+    let out = ok(query(
+        &lake,
+        &[
+            "--queries",
+            mine.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--named",
+            "ips-of",
+            "--param",
+            "actor=ann@acme.io",
+        ],
+    ));
+    assert_eq!(out, "ip_address\n203.0.113.10\n");
+}
+
+/// A time filter prunes to the months it allows: the plan of a March query
+/// scans March's file only, and its metrics show one file opened.
+#[test]
+fn time_filters_prune_to_the_months_asked() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    for relation in ["heroku", "events"] {
+        let plan = ok(query(
+            &lake,
+            &[
+                "--format",
+                "csv",
+                &format!(
+                    "EXPLAIN ANALYZE SELECT count(*) FROM {relation} WHERE created_at >= '2024-03-01T00:00:00Z' AND created_at < '2024-04-01T00:00:00Z'"
+                ),
+            ],
+        ));
+        assert!(plan.contains("month=03/acme.parquet"), "{plan}");
+        assert!(
+            !plan.contains("month=01") && !plan.contains("month=02"),
+            "{plan}"
+        );
+        assert!(plan.contains("files_opened=1"), "{plan}");
+    }
+    // Without a time filter every month is scanned.
+    let plan = ok(query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "EXPLAIN ANALYZE SELECT count(*) FROM heroku WHERE app_name = 'web-frontend'",
+        ],
+    ));
+    assert!(plan.contains("files_opened=3"), "{plan}");
+    // BETWEEN bounds prune too: mid-January to February 1st opens two files.
+    let plan = ok(query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "-p",
+            "x=1",
+            "EXPLAIN ANALYZE SELECT count(*) FROM heroku WHERE created_at BETWEEN '2024-01-15T00:00:00Z' AND '2024-02-01T00:00:00Z'",
+        ],
+    ));
+    assert!(
+        plan.contains("files_opened=2") && !plan.contains("month=03"),
+        "{plan}"
+    );
+}
