@@ -11,6 +11,8 @@ use comfy_table::presets::ASCII_MARKDOWN;
 use comfy_table::{ContentArrangement, Table};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::json::WriterBuilder;
+use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches_with_options;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -103,30 +105,13 @@ pub async fn print_stream(
             printed.shown = printed.rows;
         }
         OutputFormat::Json => {
-            let mut writer = datafusion::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut *out);
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                printed.rows += batch.num_rows();
-                writer.write(&batch)?;
-            }
             // An empty result is `[]` (arrow writes the brackets on finish).
-            writer.finish()?;
-            drop(writer);
+            printed.rows = write_json::<JsonArray>(&mut stream, out).await?;
             writeln!(out)?;
             printed.shown = printed.rows;
         }
         OutputFormat::Ndjson => {
-            let mut writer = datafusion::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut *out);
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                printed.rows += batch.num_rows();
-                writer.write(&batch)?;
-            }
-            writer.finish()?;
+            printed.rows = write_json::<LineDelimited>(&mut stream, out).await?;
             printed.shown = printed.rows;
         }
         OutputFormat::Parquet => {
@@ -142,6 +127,24 @@ pub async fn print_stream(
     }
     out.flush()?;
     Ok(printed)
+}
+
+/// Streams batches as JSON (array or lines); returns the row count.
+async fn write_json<F: JsonFormat>(
+    stream: &mut SendableRecordBatchStream,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<usize> {
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, F>(out);
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows();
+        writer.write(&batch)?;
+    }
+    writer.finish()?;
+    Ok(rows)
 }
 
 fn format_options() -> FormatOptions<'static> {
