@@ -1,86 +1,40 @@
-//! Generates realistic synthetic Heroku Enterprise monthly audit archives,
-//! for benchmarks and memory checks:
+//! Generates realistic synthetic Heroku Enterprise monthly audit archives
+//! (see `auditlake::synthetic`), for benchmarks and memory checks:
 //!
 //! ```sh
 //! cargo run --release --example gen_archives -- --out DIR --months 2024-01:2024-12 --per-month 1000000 --seed 1
 //! ```
-//!
-//! One `enterprise-audit-log-<account>-<YYYYMM>.json.gz` per month, entries
-//! in shuffled order, event types in realistic proportions (config changes
-//! and releases dominate), dozens of apps and users, nulls where Heroku has
-//! them (account-level events have no app), a few unknown keys, and a few
-//! late events of the previous month. Entries are generated one at a time
-//! from (seed, month, index), so memory stays small at any size.
 
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use auditlake::synthetic::{Spec, generate};
 
-/// (type, action, weight, has_app)
-const EVENTS: &[(&str, &str, u32, bool)] = &[
-    ("config_change", "set", 260, true),
-    ("config_change", "remove", 60, true),
-    ("code_release", "create", 300, true),
-    ("addon", "create", 25, true),
-    ("addon", "update", 20, true),
-    ("addon", "attach", 15, true),
-    ("addon", "detach", 10, true),
-    ("addon", "destroy", 10, true),
-    ("app", "create", 12, true),
-    ("app", "update", 30, true),
-    ("app", "destroy", 6, true),
-    ("collaborator", "create", 25, true),
-    ("collaborator", "destroy", 15, true),
-    ("domain", "create", 15, true),
-    ("domain", "destroy", 8, true),
-    ("heroku_config_change", "update", 40, true),
-    ("sni_endpoint", "update", 12, true),
-    ("app_transfer", "create", 4, true),
-    ("team_membership", "create", 30, false),
-    ("team_membership", "update", 10, false),
-    ("team_membership", "destroy", 8, false),
-    ("enterprise_account_membership", "create", 12, false),
-    ("enterprise_account_membership", "update", 20, false),
-    ("enterprise_account_membership", "destroy", 6, false),
-    ("space", "update", 6, false),
-    ("team", "update", 4, false),
-    ("trusted_ip", "update", 3, false),
-];
-
-const CONFIG_VARS: &[&str] = &[
-    "DATABASE_URL",
-    "REDIS_URL",
-    "STRIPE_KEY",
-    "SECRET_KEY_BASE",
-    "WEB_CONCURRENCY",
-    "RAILS_ENV",
-    "NODE_ENV",
-    "LOG_LEVEL",
-    "FEATURE_FLAGS",
-    "SENTRY_DSN",
-    "CDN_URL",
-    "API_TOKEN",
-];
-
-struct Args {
-    out: PathBuf,
-    months: Vec<(i32, u32)>,
-    per_month: u64,
-    seed: u64,
-    account: String,
+fn usage(msg: &str) -> ! {
+    eprintln!(
+        "gen_archives: {msg}\nusage: gen_archives --out DIR [--months 2024-01:2024-12] [--per-month N] [--seed N] [--account NAME]"
+    );
+    std::process::exit(2);
 }
 
-fn parse_args() -> Args {
+fn parse_month(s: &str) -> (i32, u32) {
+    let (y, m) = s
+        .split_once('-')
+        .unwrap_or_else(|| usage("months are YYYY-MM"));
+    match (y.parse(), m.parse()) {
+        (Ok(y), Ok(m)) if (1..=12).contains(&m) => (y, m),
+        _ => usage("months are YYYY-MM"),
+    }
+}
+
+fn main() -> std::io::Result<()> {
     let mut out = None;
     let mut months = "2024-01:2024-06".to_string();
-    let mut per_month = 200_000;
-    let mut seed = 1;
-    let mut account = "acme".to_string();
+    let mut spec = Spec {
+        months: Vec::new(),
+        per_month: 200_000,
+        seed: 1,
+        account: "acme".to_string(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -91,192 +45,29 @@ fn parse_args() -> Args {
             "--out" => out = Some(PathBuf::from(value())),
             "--months" => months = value(),
             "--per-month" => {
-                per_month = value()
+                spec.per_month = value()
                     .parse()
                     .unwrap_or_else(|_| usage("--per-month takes a number"))
             }
             "--seed" => {
-                seed = value()
+                spec.seed = value()
                     .parse()
                     .unwrap_or_else(|_| usage("--seed takes a number"))
             }
-            "--account" => account = value(),
+            "--account" => spec.account = value(),
             other => usage(&format!("unknown argument {other}")),
         }
     }
-    let parse_month = |s: &str| -> (i32, u32) {
-        let (y, m) = s
-            .split_once('-')
-            .unwrap_or_else(|| usage("months are YYYY-MM"));
-        (
-            y.parse().unwrap_or_else(|_| usage("bad year")),
-            m.parse().unwrap_or_else(|_| usage("bad month")),
-        )
-    };
     let (from, to) = months.split_once(':').unwrap_or((&months, &months));
     let (mut y, mut m) = parse_month(from);
     let end = parse_month(to);
-    let mut list = Vec::new();
     while (y, m) <= end {
-        list.push((y, m));
+        spec.months.push((y, m));
         (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
     }
-    Args {
-        out: out.unwrap_or_else(|| usage("--out DIR is required")),
-        months: list,
-        per_month,
-        seed,
-        account,
-    }
-}
-
-fn usage(msg: &str) -> ! {
-    eprintln!(
-        "gen_archives: {msg}\nusage: gen_archives --out DIR [--months 2024-01:2024-12] [--per-month N] [--seed N] [--account NAME]"
-    );
-    std::process::exit(2);
-}
-
-fn month_start(y: i32, m: u32) -> i64 {
-    chrono::NaiveDate::from_ymd_opt(y, m, 1)
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp()
-}
-
-fn main() -> std::io::Result<()> {
-    let args = parse_args();
-    std::fs::create_dir_all(&args.out)?;
-    let total_weight: u32 = EVENTS.iter().map(|e| e.2).sum();
-    let apps: Vec<String> = (0..48)
-        .map(|i| {
-            format!(
-                "{}-{}",
-                ["api", "web", "worker", "billing", "search", "auth"][i % 6],
-                i / 6
-            )
-        })
-        .collect();
-    let users: Vec<String> = (0..40)
-        .map(|i| {
-            format!(
-                "{}{}@{}.io",
-                ["ann", "bob", "cy", "dan", "eve", "fay", "gus", "hal"][i % 8],
-                i / 8,
-                args.account
-            )
-        })
-        .collect();
-    let teams = ["payments", "web", "platform", "data", "growth"];
-    for &(y, m) in &args.months {
-        let start = month_start(y, m);
-        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-        let span = month_start(ny, nm) - start;
-        let mut order: Vec<u32> = (0..args.per_month as u32).collect();
-        let month_seed = args.seed ^ ((y as u64) << 32) ^ (m as u64) << 8;
-        order.shuffle(&mut StdRng::seed_from_u64(month_seed));
-        let name = format!("enterprise-audit-log-{}-{y:04}{m:02}.json.gz", args.account);
-        let file = std::fs::File::create(args.out.join(&name))?;
-        let mut w = BufWriter::with_capacity(1 << 20, GzEncoder::new(file, Compression::default()));
-        w.write_all(b"{\"entries\":[")?;
-        for (pos, &index) in order.iter().enumerate() {
-            let mut rng = StdRng::seed_from_u64(
-                month_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64,
-            );
-            // One event in a thousand is a late one from the previous month.
-            let t = if rng.random_ratio(1, 1000) {
-                start - 1 - rng.random_range(0..3600)
-            } else {
-                start + (index as i64 * span) / args.per_month as i64
-            };
-            let ts = chrono::DateTime::from_timestamp(t, 0)
-                .unwrap()
-                .format("%Y-%m-%dT%H:%M:%SZ");
-            let mut pick = rng.random_range(0..total_weight);
-            let &(kind, action, _, has_app) = EVENTS
-                .iter()
-                .find(|e| {
-                    if pick < e.2 {
-                        true
-                    } else {
-                        pick -= e.2;
-                        false
-                    }
-                })
-                .unwrap();
-            let actor_index = rng.random_range(0..users.len());
-            let owner_index = rng.random_range(0..users.len());
-            let (actor, owner) = (&users[actor_index], &users[owner_index]);
-            let app = &apps[rng.random_range(0..apps.len())];
-            let team = teams[rng.random_range(0..teams.len())];
-            let ip = format!(
-                "203.0.{}.{}",
-                rng.random_range(0..4),
-                rng.random_range(1..255)
-            );
-            let id = format!(
-                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                rng.random::<u32>(),
-                rng.random::<u16>(),
-                rng.random::<u16>() & 0xfff,
-                rng.random::<u16>() & 0xfff,
-                rng.random::<u64>() & 0xffff_ffff_ffff
-            );
-            let data = match kind {
-                "config_change" => format!(
-                    r#"{{"changes":["{}"]}}"#,
-                    CONFIG_VARS[rng.random_range(0..CONFIG_VARS.len())]
-                ),
-                "code_release" => format!(
-                    r#"{{"version":{},"commit":"{:07x}","description":"Deploy {:07x}"}}"#,
-                    rng.random_range(1..5000),
-                    rng.random::<u32>() & 0xfff_ffff,
-                    rng.random::<u32>() & 0xfff_ffff
-                ),
-                "addon" => format!(
-                    r#"{{"addon":"{}","plan":"standard-0"}}"#,
-                    [
-                        "heroku-postgresql",
-                        "heroku-redis",
-                        "papertrail",
-                        "sendgrid"
-                    ][rng.random_range(0..4)]
-                ),
-                "collaborator" | "team_membership" | "enterprise_account_membership" => format!(
-                    r#"{{"user":{{"email":"{}"}},"role":"member"}}"#,
-                    users[rng.random_range(0..users.len())]
-                ),
-                _ => "{}".to_string(),
-            };
-            if pos > 0 {
-                w.write_all(b",")?;
-            }
-            let app_json = if has_app {
-                format!(r#"{{"id":"app-{app}","name":"{app}"}}"#)
-            } else {
-                "null".to_string()
-            };
-            let team_json = if rng.random_ratio(1, 10) {
-                "null".to_string()
-            } else {
-                format!(r#"{{"id":"team-{team}","name":"{team}"}}"#)
-            };
-            let unknown = if rng.random_ratio(1, 500) {
-                r#","session":{"sso":true}"#
-            } else {
-                ""
-            };
-            write!(
-                w,
-                r#"{{"id":"{id}","type":"{kind}","action":"{action}","actor":{{"id":"user-{actor_index}","email":"{actor}"}},"app":{app_json},"owner":{{"id":"user-{owner_index}","email":"{owner}"}},"enterprise_account":{{"id":"ea-{acct}","name":"{acct}"}},"team":{team_json},"request":{{"ip_address":"{ip}"}},"data":{data},"created_at":"{ts}"{unknown}}}"#,
-                acct = args.account,
-            )?;
-        }
-        w.write_all(b"]}\n")?;
-        w.into_inner().map_err(|e| e.into_error())?.finish()?;
-        eprintln!("wrote {name} ({} entries)", args.per_month);
+    let out = out.unwrap_or_else(|| usage("--out DIR is required"));
+    for file in generate(&spec, &out)? {
+        eprintln!("wrote {} ({} entries)", file.display(), spec.per_month);
     }
     Ok(())
 }

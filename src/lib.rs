@@ -12,4 +12,5 @@ pub mod engine;
 pub mod lake;
 pub mod shell;
 pub mod source;
+pub mod synthetic;
 pub mod table;
