@@ -21,8 +21,14 @@ def connect():
 
 
 def convert(archives, lake):
-    files = sorted(glob.glob(f"{archives}/*.json.gz"))
+    # One archive at a time: reading them all in one read_json runs out of
+    # memory (each archive is a single JSON document DuckDB holds whole).
     con = connect()
+    for path in sorted(glob.glob(f"{archives}/*.json.gz")):
+        convert_one(con, path, lake)
+
+
+def convert_one(con, path, lake):
     con.execute(f"""
         COPY (
             SELECT e.id,
@@ -39,9 +45,9 @@ def convert(archives, lake):
                    year(CAST(e.created_at AS TIMESTAMPTZ)) AS year,
                    month(CAST(e.created_at AS TIMESTAMPTZ)) AS month
             FROM (SELECT unnest(entries) AS e
-                  FROM read_json({files!r}, maximum_object_size = 4000000000))
+                  FROM read_json('{path}', maximum_object_size = 4000000000))
             ORDER BY created_at
-        ) TO '{lake}' (FORMAT parquet, PARTITION_BY (year, month), COMPRESSION zstd)
+        ) TO '{lake}' (FORMAT parquet, PARTITION_BY (year, month), COMPRESSION zstd, APPEND)
     """)
 
 

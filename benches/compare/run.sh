@@ -20,7 +20,7 @@ HERE=benches/compare
 mkdir -p "$WORK"
 if [ ! -x "$WORK/venv/bin/python" ]; then
   python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install --quiet duckdb
+  "$WORK/venv/bin/pip" install --quiet duckdb pytz
 fi
 PY="$WORK/venv/bin/python"
 cargo build --quiet --release --bin auditlake --example gen_archives

@@ -147,7 +147,7 @@ pub struct ConvertArgs {
     pub jobs: Option<usize>,
 
     /// Memory limit of the merge engine (e.g. 256M, 1G); sorts spill to disk beyond it.
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
     pub memory_limit: usize,
 
     /// Directory for temporary staging and spill files [default: system temp dir].
