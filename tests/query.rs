@@ -346,31 +346,19 @@ fn errors_are_one_line_with_exit_1() {
 
 #[test]
 fn sql_from_stdin_and_files() {
-    use std::io::Write;
     let dir = testdata_lake();
     let lake = dir.path().join("lake");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditlake"))
-        .args([
+    let out = auditlake_with_stdin(
+        &[
             "query",
             "--format",
             "csv",
             "--lake",
             lake.to_str().unwrap(),
             "-",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"SELECT count(*) AS n FROM heroku;\nSELECT count(*) AS m FROM events WHERE month = 1;",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ],
+        "SELECT count(*) AS n FROM heroku;\nSELECT count(*) AS m FROM events WHERE month = 1;",
+    );
     assert_eq!(stdout(&out), "n\n14\nm\n5\n");
 
     let file = dir.path().join("q.sql");

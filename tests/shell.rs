@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
 fn scripted(lake: &std::path::Path, script: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditlake"))
-        .args(["shell", "--lake", lake.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    auditlake_with_stdin(&["shell", "--lake", lake.to_str().unwrap()], script)
 }
 
 #[test]

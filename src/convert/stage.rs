@@ -38,7 +38,7 @@ pub struct Stager {
     spec: TableSpec,
     staged_schema: SchemaRef,
     owner_fallback: String,
-    writers: HashMap<PartitionKey, (ArrowWriter<File>, PathBuf, u64)>,
+    writers: HashMap<PartitionKey, (ArrowWriter<File>, PathBuf)>,
     month: MonthCache,
 }
 
@@ -128,16 +128,16 @@ impl Stager {
                 .set_max_row_group_row_count(Some(64 * 1024))
                 .build();
             let writer = ArrowWriter::try_new(file, self.staged_schema.clone(), Some(props))?;
-            self.writers.insert(key.clone(), (writer, path, 0));
+            self.writers.insert(key.clone(), (writer, path));
         }
-        let (writer, _, _) = self.writers.get_mut(&key).expect("inserted above");
+        let (writer, _) = self.writers.get_mut(&key).expect("inserted above");
         Ok(writer)
     }
 
     /// Closes every staging file; returns the parts by partition.
     pub fn finish(self) -> anyhow::Result<Vec<(PartitionKey, StagedPart)>> {
         let mut parts = Vec::with_capacity(self.writers.len());
-        for (key, (writer, path, _)) in self.writers {
+        for (key, (writer, path)) in self.writers {
             let meta = writer.close()?;
             parts.push((
                 key,

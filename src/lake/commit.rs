@@ -51,10 +51,6 @@ impl PendingFile {
         &self.temp
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Flushes the written temporary file to disk and renames it into place.
     pub fn commit(mut self) -> io::Result<()> {
         std::fs::File::open(&self.temp)?.sync_all()?;

@@ -296,11 +296,6 @@ impl<R: Read> JsonFramer<R> {
         }
     }
 
-    /// True when only whitespace is left.
-    pub fn at_end(&mut self) -> Result<bool, FrameError> {
-        Ok(self.peek_significant()?.is_none())
-    }
-
     /// Scans an object or array starting at `pos`; returns the end index
     /// (exclusive). Tracks nesting with a stack so mismatched brackets are
     /// reported where they occur.

@@ -108,7 +108,6 @@ pub type ByteCounter = Arc<AtomicU64>;
 /// (detected from the magic bytes, not the file name).
 pub struct OpenedArchive {
     pub reader: Box<dyn Read + Send>,
-    pub compressed: bool,
     /// Size of the file on disk.
     pub file_bytes: u64,
     /// Bytes of the file consumed so far.
@@ -141,7 +140,6 @@ pub fn open_archive(path: &Path) -> io::Result<OpenedArchive> {
     };
     Ok(OpenedArchive {
         reader,
-        compressed: magic,
         file_bytes,
         progress,
     })

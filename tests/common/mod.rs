@@ -126,6 +126,27 @@ pub fn testdata_lake() -> tempfile::TempDir {
     dir
 }
 
+/// Runs `auditlake` with `args`, feeding `input` on stdin.
+pub fn auditlake_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(args)
+        .env_remove("AUDITLAKE_LAKE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run auditlake");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("wait for auditlake")
+}
+
 /// `auditlake query --lake <lake> <args>` with the output as text.
 pub fn query(lake: &Path, args: &[&str]) -> Output {
     let mut all = vec!["query", "--lake", lake.to_str().unwrap()];
