@@ -37,6 +37,7 @@ fn bench_convert(c: &mut Criterion) {
         jobs: 2,
         memory_limit: DEFAULT_MEMORY_LIMIT,
         temp_dir: Some(lake.parent().unwrap().to_path_buf()),
+        format: None,
     };
 
     for (name, throughput) in [

@@ -33,6 +33,7 @@ fn lake(runtime: &tokio::runtime::Runtime, scratch: &std::path::Path) -> PathBuf
         jobs: 2,
         memory_limit: DEFAULT_MEMORY_LIMIT,
         temp_dir: None,
+        format: None,
     };
     runtime
         .block_on(convert(

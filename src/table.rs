@@ -7,7 +7,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 /// Describes a table a format writes: its schema and how it is best stored.
 #[derive(Clone, Debug)]
 pub struct TableSpec {
-    pub name: &'static str,
+    /// Table name: the lake directory and the SQL name.
+    pub name: String,
     pub schema: SchemaRef,
     /// Timestamp column that decides the partition (year, month) and the sort order.
     pub time_column: &'static str,
@@ -22,7 +23,7 @@ pub struct TableSpec {
     /// This table's part of the `events` view: a SELECT list producing
     /// `source, id, created_at, type, action, actor, actor_id, target,
     /// ip_address, data` (see [`EVENTS_COLUMNS`]).
-    pub events_select: &'static str,
+    pub events_select: String,
 }
 
 /// Columns of the `events` view that unifies every source.

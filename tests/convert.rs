@@ -542,11 +542,11 @@ fn bad_archives_are_rejected_with_a_precise_error() {
         ),
         (
             "not-an-archive.json",
-            "not an audit archive: the top-level object has no \"entries\" array (its keys are name, version)",
+            "not a recognised audit file: the top-level object has no \"entries\" or \"data\" array (its keys are name, version); tried heroku (an object with an \"entries\" array), heroku-events (an array of events) and terraform (pages with a \"data\" array); for other exports write a mapping file and pass --mapping FILE",
         ),
         (
             "notes.json",
-            "byte 0: not an audit archive: expected a JSON object with an \"entries\" array, found 'h'",
+            "byte 0: not a recognised audit file: it starts with 'h'; tried heroku (an object with an \"entries\" array), heroku-events (an array of events) and terraform (pages with a \"data\" array); for other exports write a mapping file and pass --mapping FILE",
         ),
     ];
     for (file, reason) in cases {

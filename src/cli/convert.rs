@@ -2,15 +2,29 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::ConvertArgs;
+use std::sync::Arc;
+
+use crate::cli::{ConvertArgs, SourceFormat};
 use crate::cli::progress::ConvertProgress;
 use crate::convert::{self, ArchiveOutcome, ArchiveStatus, ConvertOptions, RunSummary};
 use crate::lake::Lake;
+use crate::source::Format;
+use crate::source::mapping::Mapping;
 
 /// Runs `convert`; returns whether every archive converted (or was unchanged).
 pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
     let lake = Lake::local(&args.lake.lake)?;
+    let format = match (&args.mapping, args.format) {
+        (Some(path), _) => Some(Format::Mapped(Arc::new(Mapping::load(path)?))),
+        (None, Some(f)) => Some(match f {
+            SourceFormat::Heroku => Format::HerokuArchive,
+            SourceFormat::HerokuEvents => Format::HerokuEvents,
+            SourceFormat::Terraform => Format::Terraform,
+        }),
+        (None, None) => None,
+    };
     let options = ConvertOptions {
+        format,
         inputs: args.paths,
         force: args.force,
         jobs: args

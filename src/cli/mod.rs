@@ -131,12 +131,20 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Archive files, or directories searched recursively for *.json and *.json.gz.
+    /// Archive files, or directories searched recursively for *.json, *.ndjson, *.jsonl and *.csv (plain or .gz).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
     #[command(flatten)]
     pub lake: LakeArg,
+
+    /// Read every input as this format instead of detecting it from content.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<SourceFormat>,
+
+    /// Read every input as the export described by this mapping file (TOML; see README).
+    #[arg(long, value_name = "FILE", conflicts_with = "format")]
+    pub mapping: Option<PathBuf>,
 
     /// Convert archives again even if their sha256 is already recorded.
     #[arg(long)]
@@ -161,6 +169,17 @@ pub struct ConvertArgs {
     /// Print a JSON summary of the run on stdout (for scheduled jobs).
     #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
+}
+
+/// The built-in formats `--format` can force.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SourceFormat {
+    /// Heroku Enterprise monthly archive: {"entries": [...]}
+    Heroku,
+    /// Heroku daily event pages: [event, ...]
+    HerokuEvents,
+    /// Terraform Cloud audit trail pages: {"data": [...], "pagination": ...}, one per file or per line
+    Terraform,
 }
 
 #[derive(Debug, Args)]

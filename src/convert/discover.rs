@@ -4,8 +4,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// Expands files and directories (searched recursively for `*.json` and
-/// `*.json.gz`) into a sorted, de-duplicated list of archive files. Sorted
+/// File name endings searched for in directories (each also with `.gz`).
+pub const EXTENSIONS: [&str; 4] = [".json", ".ndjson", ".jsonl", ".csv"];
+
+/// Whether a file in a searched directory is taken as an input.
+fn is_input_name(name: &str) -> bool {
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    EXTENSIONS.iter().any(|ext| name.ends_with(ext))
+}
+
+/// Expands files and directories (searched recursively for the
+/// [`EXTENSIONS`], plain or gzipped) into a sorted, de-duplicated list of archive files. Sorted
 /// order makes runs reproducible: when two archives hold the same event id,
 /// the later one in this order wins.
 pub fn find_archives(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -18,7 +27,7 @@ pub fn find_archives(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             walk(path, &mut found)?;
             if found.len() == before {
                 tracing::warn!(
-                    "{}: no *.json or *.json.gz files in this directory",
+                    "{}: no *.json, *.ndjson, *.jsonl or *.csv files (plain or .gz) in this directory",
                     path.display()
                 );
             }
@@ -31,7 +40,9 @@ pub fn find_archives(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     found.sort();
     found.dedup();
     if found.is_empty() && !paths.is_empty() {
-        bail!("no archives found: the directories given hold no *.json or *.json.gz files");
+        bail!(
+            "no archives found: the directories given hold no *.json, *.ndjson, *.jsonl or *.csv files (plain or .gz)"
+        );
     }
     Ok(found)
 }
@@ -48,7 +59,7 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
         if entry.file_type()?.is_dir() {
             walk(&path, found)?;
-        } else if name.ends_with(".json") || name.ends_with(".json.gz") {
+        } else if is_input_name(&name) {
             found.push(path);
         }
     }
@@ -87,7 +98,14 @@ mod tests {
     fn finds_archives_recursively_sorted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
-        for f in ["b/c/2.json.gz", "1.json", "b/notes.txt", "b/.hidden.json"] {
+        for f in [
+            "b/c/2.json.gz",
+            "1.json",
+            "b/notes.txt",
+            "b/.hidden.json",
+            "b/p.ndjson",
+            "e.csv.gz",
+        ] {
             std::fs::write(dir.path().join(f), b"{}").unwrap();
         }
         let found = find_archives(&[dir.path().to_path_buf()]).unwrap();
@@ -97,7 +115,12 @@ mod tests {
             .collect();
         assert_eq!(
             rel,
-            [PathBuf::from("1.json"), PathBuf::from("b/c/2.json.gz")]
+            [
+                PathBuf::from("1.json"),
+                PathBuf::from("b/c/2.json.gz"),
+                PathBuf::from("b/p.ndjson"),
+                PathBuf::from("e.csv.gz")
+            ]
         );
     }
 }

@@ -56,6 +56,9 @@ pub struct ConvertOptions {
     pub memory_limit: usize,
     /// Where staging and spill files go (default: the system temp dir).
     pub temp_dir: Option<PathBuf>,
+    /// Read every input as this format instead of detecting it
+    /// (`--format`, or `--mapping` for a mapped export).
+    pub format: Option<Format>,
 }
 
 /// What happened to one archive.
@@ -193,10 +196,18 @@ pub async fn convert(
             let Some(path) = queue.next() else { break };
             let lake = lake.clone();
             let force = options.force;
+            let format = options.format.clone();
             let staging = scratch.path().to_path_buf();
             let observer = observer.clone();
             pending.push_back(tokio::task::spawn_blocking(move || {
-                let result = prepare(&lake, &path, force, &staging, observer.as_ref());
+                let result = prepare(
+                    &lake,
+                    &path,
+                    force,
+                    format.as_ref(),
+                    &staging,
+                    observer.as_ref(),
+                );
                 (path, result)
             }));
         }
@@ -274,6 +285,7 @@ fn prepare(
     lake: &Lake,
     path: &Path,
     force: bool,
+    forced: Option<&Format>,
     staging_root: &Path,
     observer: &dyn Observer,
 ) -> anyhow::Result<Prepared> {
@@ -299,7 +311,7 @@ fn prepare(
     let owner_fallback =
         discover::account_from_file_name(path).unwrap_or_else(|| "unknown".to_string());
     let mut stager: Option<Stager> = None;
-    let (format, stats) = source::read_archive(opened.reader, |format, batch| {
+    let (format, stats) = source::read_archive(opened.reader, forced, |format, batch| {
         stager
             .get_or_insert_with(|| {
                 Stager::new(dir.path(), format.table_spec(), owner_fallback.clone())
@@ -313,8 +325,8 @@ fn prepare(
     Ok(Prepared::Staged(StagedArchive {
         path: path.to_path_buf(),
         sha256,
-        format,
         spec: format.table_spec(),
+        format,
         entries: stats.entries,
         parts,
         _dir: dir,
@@ -331,7 +343,7 @@ async fn commit(
     let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
     let mut months = Vec::new();
     for (key, part) in &staged.parts {
-        let target = lake.partition_file(staged.spec.name, key);
+        let target = lake.partition_file(&staged.spec.name, key);
         let stats = merge::merge_into(ctx, &staged.spec, &part.path, &target)
             .await
             .map_err(|e| {
@@ -351,7 +363,7 @@ async fn commit(
     months.dedup();
     outcome.sha256 = Some(staged.sha256.clone());
     outcome.format = Some(staged.format.name().to_string());
-    outcome.table = Some(staged.spec.name.to_string());
+    outcome.table = Some(staged.spec.name.clone());
     outcome.entries = staged.entries;
     outcome.months = months;
     outcome.seconds = staged.started.elapsed().as_secs_f64();

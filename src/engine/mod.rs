@@ -88,19 +88,23 @@ impl Engine {
         if !lake.exists() {
             bail!("{}", engine.empty_lake_message());
         }
-        let present = lake.tables().context("cannot list the lake's tables")?;
-        for spec in crate::source::table_specs() {
-            if present.iter().any(|t| t == spec.name) {
-                engine.register(&spec).await?;
-                engine.tables.push(spec);
-            }
+        let builtin = crate::source::table_specs();
+        for name in lake.tables().context("cannot list the lake's tables")? {
+            // A table that is not built in was written through a mapping:
+            // every mapped table has the same columns.
+            let spec = match builtin.iter().find(|s| s.name == name) {
+                Some(spec) => spec.clone(),
+                None => crate::source::mapped::table_spec(&name),
+            };
+            engine.register(&spec).await?;
+            engine.tables.push(spec);
         }
         engine.register_events_view().await?;
         Ok(engine)
     }
 
     async fn register(&self, spec: &TableSpec) -> anyhow::Result<()> {
-        let dir = self.lake.table_dir(spec.name);
+        let dir = self.lake.table_dir(&spec.name);
         let url = ListingTableUrl::parse(format!("{}/", dir.display()))
             .with_context(|| format!("bad table location {}", dir.display()))?;
         let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
@@ -114,7 +118,7 @@ impl Engine {
             .with_schema(spec.schema.clone());
         let table = ListingTable::try_new(config)?;
         let table = MonthPrunedTable::new(Arc::new(table), spec.time_column);
-        self.ctx.register_table(spec.name, Arc::new(table))?;
+        self.ctx.register_table(spec.name.as_str(), Arc::new(table))?;
         Ok(())
     }
 
@@ -161,7 +165,7 @@ impl Engine {
 
     /// Names of the tables and views users can query.
     pub fn relation_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.tables.iter().map(|t| t.name.to_string()).collect();
+        let mut names: Vec<String> = self.tables.iter().map(|t| t.name.clone()).collect();
         if !self.tables.is_empty() {
             names.push(EVENTS_VIEW.to_string());
         }

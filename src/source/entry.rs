@@ -8,7 +8,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+pub use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -134,7 +135,20 @@ pub struct Timestamp {
 }
 
 /// Parses an RFC 3339 timestamp (offsets and fractional seconds allowed).
+/// Canonical: `YYYY-MM-DDTHH:MM:SSZ`, or with the shortest of 3/6 fraction
+/// digits; anything else (offsets, nanoseconds, `.000`) is kept verbatim.
 pub fn parse_timestamp(text: &str, field: &'static str) -> Result<Timestamp, EntryError> {
+    parse_timestamp_rendered(text, field, SecondsFormat::AutoSi)
+}
+
+/// Like [`parse_timestamp`], for sources whose own rendering is `rendering`
+/// (Terraform Cloud always writes milliseconds): such text is canonical, so
+/// it need not be kept verbatim to rebuild the entry.
+pub fn parse_timestamp_rendered(
+    text: &str,
+    field: &'static str,
+    rendering: SecondsFormat,
+) -> Result<Timestamp, EntryError> {
     let bad = || EntryError::BadTimestamp {
         field,
         value: text.to_string(),
@@ -142,13 +156,11 @@ pub fn parse_timestamp(text: &str, field: &'static str) -> Result<Timestamp, Ent
     let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
     let utc = parsed.with_timezone(&Utc);
     let micros = utc.timestamp_micros();
-    // Canonical: `YYYY-MM-DDTHH:MM:SSZ`, or with the shortest of 3/6 fraction
-    // digits; anything else (offsets, nanoseconds, `.000`) is kept verbatim.
-    let canonical = if text.len() == 20 && text.ends_with('Z') {
+    let canonical = if rendering == SecondsFormat::AutoSi && text.len() == 20 && text.ends_with('Z')
+    {
         true
     } else {
-        utc.timestamp_subsec_nanos() % 1000 == 0
-            && text == utc.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        utc.timestamp_subsec_nanos() % 1000 == 0 && text == utc.to_rfc3339_opts(rendering, true)
     };
     Ok(Timestamp { micros, canonical })
 }

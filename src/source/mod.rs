@@ -2,8 +2,12 @@
 //! record batches of its table's schema. Nothing here knows about the lake.
 
 pub mod entry;
+pub mod flat;
 pub mod heroku;
 pub mod json_frames;
+pub mod mapped;
+pub mod mapping;
+pub mod terraform;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -17,32 +21,113 @@ use flate2::read::MultiGzDecoder;
 use crate::table::TableSpec;
 use entry::{RawEntry, describe_json};
 use json_frames::{FrameError, JsonFramer, byte_offset_of, describe_byte, json_reason};
+use mapping::{Mapping, RecordFormat};
 
 /// Rows per record batch handed to the converter.
 pub const BATCH_ROWS: usize = 8192;
 
-/// Every table a format can write, for the engine to register.
+/// The built-in tables, for the engine to register. Tables written through a
+/// mapping are registered by name with [`mapped::table_spec`].
 pub fn table_specs() -> Vec<TableSpec> {
-    vec![heroku::table_spec()]
+    vec![heroku::table_spec(), terraform::table_spec()]
 }
 
-/// The archive formats auditlake reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The formats auditlake reads.
+#[derive(Clone, Debug)]
 pub enum Format {
     /// Heroku Enterprise monthly archive: `{"entries": [...]}`.
     HerokuArchive,
+    /// Heroku daily event pages: `[event, ...]`.
+    HerokuEvents,
+    /// Terraform Cloud audit trail pages: `{"data": [...], "pagination": …}`,
+    /// one per file or one per line.
+    Terraform,
+    /// An export described by a mapping file.
+    Mapped(Arc<Mapping>),
 }
 
+/// What detection tries, for the message when nothing matches.
+const TRIED: &str = "tried heroku (an object with an \"entries\" array), heroku-events \
+    (an array of events) and terraform (pages with a \"data\" array); for other exports \
+    write a mapping file and pass --mapping FILE";
+
 impl Format {
-    pub fn name(self) -> &'static str {
+    /// The name used by `--format` and in conversion records.
+    pub fn name(&self) -> &'static str {
         match self {
             Format::HerokuArchive => "heroku",
+            Format::HerokuEvents => "heroku-events",
+            Format::Terraform => "terraform",
+            Format::Mapped(_) => "mapped",
         }
     }
 
-    pub fn table_spec(self) -> TableSpec {
+    /// The built-in format called `name`.
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "heroku" => Some(Format::HerokuArchive),
+            "heroku-events" => Some(Format::HerokuEvents),
+            "terraform" => Some(Format::Terraform),
+            _ => None,
+        }
+    }
+
+    /// How the format's files look, for messages.
+    fn shape(&self) -> &'static str {
         match self {
-            Format::HerokuArchive => heroku::table_spec(),
+            Format::HerokuArchive => "a Heroku monthly archive ({\"entries\": [...]})",
+            Format::HerokuEvents => "a JSON array of Heroku events",
+            Format::Terraform => "Terraform Cloud audit trail pages ({\"data\": [...]})",
+            Format::Mapped(_) => "records as the mapping describes",
+        }
+    }
+
+    pub fn table_spec(&self) -> TableSpec {
+        match self {
+            Format::HerokuArchive | Format::HerokuEvents => heroku::table_spec(),
+            Format::Terraform => terraform::table_spec(),
+            Format::Mapped(m) => mapped::table_spec(&m.table),
+        }
+    }
+
+    fn builder(&self) -> RowBuilder {
+        match self {
+            Format::HerokuArchive | Format::HerokuEvents => {
+                RowBuilder::Flat(heroku::batch_builder(BATCH_ROWS))
+            }
+            Format::Terraform => RowBuilder::Flat(terraform::batch_builder(BATCH_ROWS)),
+            Format::Mapped(m) => {
+                RowBuilder::Mapped(mapped::MappedBatchBuilder::new(m.clone(), BATCH_ROWS))
+            }
+        }
+    }
+}
+
+/// The row builder of a format.
+enum RowBuilder {
+    Flat(flat::FlatBatchBuilder),
+    Mapped(mapped::MappedBatchBuilder),
+}
+
+impl RowBuilder {
+    fn append(&mut self, entry: &RawEntry<'_>, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            RowBuilder::Flat(b) => b.append(entry).map_err(|e| e.to_string()),
+            RowBuilder::Mapped(b) => b.append(entry, bytes).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            RowBuilder::Flat(b) => b.len(),
+            RowBuilder::Mapped(b) => b.len(),
+        }
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        match self {
+            RowBuilder::Flat(b) => b.finish(),
+            RowBuilder::Mapped(b) => b.finish(),
         }
     }
 }
@@ -51,21 +136,37 @@ impl Format {
 /// the decompressed stream whenever they are known.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{}{}", location(*.entry, *.offset), .message)]
+    #[error("{}{}", location(*.entry, *.at), .message)]
     Invalid {
         entry: Option<u64>,
-        offset: Option<u64>,
+        at: Option<Position>,
         message: String,
     },
     #[error("{0}")]
     Io(#[from] io::Error),
 }
 
-fn location(entry: Option<u64>, offset: Option<u64>) -> String {
-    match (entry, offset) {
-        (Some(e), Some(o)) => format!("entry {e} (byte {o}): "),
+/// Where in a file: a byte offset of the (decompressed) stream, or a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    Byte(u64),
+    Line(u64),
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Byte(o) => write!(f, "byte {o}"),
+            Position::Line(l) => write!(f, "line {l}"),
+        }
+    }
+}
+
+fn location(entry: Option<u64>, at: Option<Position>) -> String {
+    match (entry, at) {
+        (Some(e), Some(p)) => format!("entry {e} ({p}): "),
         (Some(e), None) => format!("entry {e}: "),
-        (None, Some(o)) => format!("byte {o}: "),
+        (None, Some(p)) => format!("{p}: "),
         (None, None) => String::new(),
     }
 }
@@ -74,7 +175,7 @@ impl SourceError {
     fn at(entry: Option<u64>, offset: u64, message: impl Into<String>) -> Self {
         SourceError::Invalid {
             entry,
-            offset: Some(offset),
+            at: Some(Position::Byte(offset)),
             message: message.into(),
         }
     }
@@ -90,11 +191,7 @@ impl SourceError {
                 format!("unexpected end of input {context}: the archive is truncated"),
             ),
             FrameError::Io(e) => match e.get_ref().map(|inner| inner.is::<GzipError>()) {
-                Some(true) => SourceError::Invalid {
-                    entry: None,
-                    offset: None,
-                    message: e.to_string(),
-                },
+                Some(true) => invalid(e.to_string()),
                 _ => SourceError::Io(e),
             },
         }
@@ -204,184 +301,338 @@ pub struct ParsedBatch {
     pub first_entry: u64,
 }
 
-/// Streams an archive, detecting its format from content, and hands each
-/// batch of rows to `sink`. Returns the detected format and counts.
+/// Turns entries into batches for the sink, counting them.
+struct Rows<S> {
+    format: Format,
+    builder: RowBuilder,
+    entries: u64,
+    sink: S,
+}
+
+impl<S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>> Rows<S> {
+    fn new(format: Format, sink: S) -> Self {
+        Rows {
+            builder: format.builder(),
+            format,
+            entries: 0,
+            sink,
+        }
+    }
+
+    /// Parses and appends one entry found at `at`.
+    fn push(&mut self, bytes: &[u8], at: Position) -> anyhow::Result<()> {
+        let index = self.entries;
+        let error = |at, message| SourceError::Invalid {
+            entry: Some(index),
+            at: Some(at),
+            message,
+        };
+        let entry: RawEntry = serde_json::from_slice(bytes).map_err(|e| match at {
+            Position::Byte(offset) if bytes.first() == Some(&b'{') => error(
+                Position::Byte(offset + byte_offset_of(bytes, e.line(), e.column())),
+                format!("invalid JSON: {}", json_reason(&e)),
+            ),
+            _ => {
+                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]);
+                error(
+                    at,
+                    format!("entry is not a JSON object (found {})", describe_json(&text)),
+                )
+            }
+        })?;
+        self.builder
+            .append(&entry, bytes)
+            .map_err(|e| error(at, e))?;
+        self.entries += 1;
+        if self.builder.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.builder.len() > 0 {
+            let first_entry = self.entries - self.builder.len() as u64;
+            let batch = self.builder.finish();
+            (self.sink)(&self.format, ParsedBatch { batch, first_entry })?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<(Format, ReadStats)> {
+        self.flush()?;
+        Ok((
+            self.format,
+            ReadStats {
+                entries: self.entries,
+            },
+        ))
+    }
+}
+
+fn frame_err(entry: Option<u64>) -> impl Fn(FrameError) -> SourceError {
+    move |e| SourceError::from_frame(e, entry)
+}
+
+fn invalid(message: impl Into<String>) -> SourceError {
+    SourceError::Invalid {
+        entry: None,
+        at: None,
+        message: message.into(),
+    }
+}
+
+/// Streams a file and hands each batch of rows to `sink`. The format is
+/// `forced` when given (`--format`, `--mapping`), else detected from content.
+/// Returns the format and counts.
 ///
 /// On error, batches already handed out must be discarded by the caller: the
-/// archive as a whole is rejected.
+/// file as a whole is rejected.
 pub fn read_archive<R: Read>(
     reader: R,
-    mut sink: impl FnMut(Format, ParsedBatch) -> anyhow::Result<()>,
-) -> Result<(Format, ReadStats), anyhow::Error> {
+    forced: Option<&Format>,
+    sink: impl FnMut(&Format, ParsedBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<(Format, ReadStats)> {
+    if let Some(Format::Mapped(m)) = forced {
+        return read_mapped(reader, m, sink);
+    }
     let mut framer = JsonFramer::new(reader);
-    let first = framer
-        .peek_significant()
-        .map_err(|e| SourceError::from_frame(e, None))?;
-    match first {
-        Some(b'{') => {}
+    match framer.peek_significant().map_err(frame_err(None))? {
+        None => Err(invalid("the file is empty: not an audit archive").into()),
+        Some(b'[') => match forced {
+            None | Some(Format::HerokuEvents) => {
+                let mut rows = Rows::new(Format::HerokuEvents, sink);
+                read_array(&mut framer, &mut rows, "in the array")?;
+                framer.expect_end().map_err(frame_err(None))?;
+                rows.finish()
+            }
+            Some(f) => Err(SourceError::at(
+                None,
+                framer.offset(),
+                format!("expected {}, found an array", f.shape()),
+            )
+            .into()),
+        },
+        Some(b'{') => match forced {
+            Some(Format::HerokuEvents) => Err(SourceError::at(
+                None,
+                framer.offset(),
+                format!("expected {}, found an object", Format::HerokuEvents.shape()),
+            )
+            .into()),
+            _ => read_pages(&mut framer, forced, sink),
+        },
         Some(b) => {
+            let found = describe_byte(b);
+            let message = match forced {
+                Some(f) => format!("expected {}, found {found}", f.shape()),
+                None => format!("not a recognised audit file: it starts with {found}; {TRIED}"),
+            };
+            Err(SourceError::at(None, framer.offset(), message).into())
+        }
+    }
+}
+
+/// Reads one or more top-level objects: a Heroku archive (`"entries"`) or
+/// Terraform pages (`"data"`, possibly one page per line). Other members are
+/// skipped.
+fn read_pages<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
+    framer: &mut JsonFramer<R>,
+    forced: Option<&Format>,
+    sink: S,
+) -> anyhow::Result<(Format, ReadStats)> {
+    let mut sink = Some(sink);
+    let mut rows: Option<Rows<S>> = None;
+    loop {
+        framer.expect(b'{', "at the start").map_err(frame_err(None))?;
+        let mut found = false;
+        let mut other_keys = Vec::new();
+        if !framer.consume_if(b'}').map_err(frame_err(None))? {
+            loop {
+                let key = framer.next_key().map_err(frame_err(None))?;
+                let detected = match rows.as_ref().map(|r| &r.format).or(forced) {
+                    _ if found => None,
+                    None if key == "entries" => Some(Format::HerokuArchive),
+                    None if key == "data" => Some(Format::Terraform),
+                    Some(Format::HerokuArchive) if key == "entries" => Some(Format::HerokuArchive),
+                    Some(Format::Terraform) if key == "data" => Some(Format::Terraform),
+                    _ => None,
+                };
+                if let Some(format) = detected {
+                    found = true;
+                    let rows = rows.get_or_insert_with(|| {
+                        Rows::new(format, sink.take().expect("taken once"))
+                    });
+                    let context = if key == "entries" {
+                        "in \"entries\""
+                    } else {
+                        "in \"data\""
+                    };
+                    expect_array(framer, &key)?;
+                    read_array(framer, rows, context)?;
+                } else {
+                    framer
+                        .next_value("as a top-level value")
+                        .map_err(frame_err(None))?;
+                    if other_keys.len() < 5 {
+                        other_keys.push(key);
+                    }
+                }
+                if !framer
+                    .next_separator(b'}', "in the top-level object")
+                    .map_err(frame_err(None))?
+                {
+                    break;
+                }
+            }
+        }
+        if !found {
+            let keys = if other_keys.is_empty() {
+                "it is empty".to_string()
+            } else {
+                format!("its keys are {}", other_keys.join(", "))
+            };
+            let message = match rows.as_ref().map(|r| &r.format).or(forced) {
+                Some(f) => format!("expected {}: this object has no such array ({keys})", f.shape()),
+                None => format!(
+                    "not a recognised audit file: the top-level object has no \"entries\" or \"data\" array ({keys}); {TRIED}"
+                ),
+            };
+            return Err(invalid(message).into());
+        }
+        let is_terraform = matches!(rows.as_ref().map(|r| &r.format), Some(Format::Terraform));
+        match framer.peek_significant().map_err(frame_err(None))? {
+            Some(b'{') if is_terraform => continue,
+            _ => {
+                framer.expect_end().map_err(frame_err(None))?;
+                break;
+            }
+        }
+    }
+    rows.expect("found an array").finish()
+}
+
+fn expect_array<R: Read>(framer: &mut JsonFramer<R>, key: &str) -> anyhow::Result<()> {
+    match framer.peek_significant().map_err(frame_err(None))? {
+        Some(b'[') => Ok(()),
+        Some(b) => Err(SourceError::at(
+            None,
+            framer.offset(),
+            format!("\"{key}\" must be an array, found {}", describe_byte(b)),
+        )
+        .into()),
+        None => Err(SourceError::from_frame(
+            FrameError::Truncated {
+                offset: framer.offset(),
+                context: "after a key",
+            },
+            None,
+        )
+        .into()),
+    }
+}
+
+/// Reads `[entry, ...]` into `rows`.
+fn read_array<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
+    framer: &mut JsonFramer<R>,
+    rows: &mut Rows<S>,
+    context: &'static str,
+) -> anyhow::Result<()> {
+    framer.expect(b'[', "").map_err(frame_err(None))?;
+    if framer.consume_if(b']').map_err(frame_err(None))? {
+        return Ok(());
+    }
+    loop {
+        let index = rows.entries;
+        let frame = framer
+            .next_value_unchecked(context)
+            .map_err(frame_err(Some(index)))?;
+        rows.push(frame.bytes, Position::Byte(frame.offset))?;
+        if !framer
+            .next_separator(b']', context)
+            .map_err(frame_err(Some(rows.entries)))?
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads an export described by a mapping.
+fn read_mapped<R: Read>(
+    reader: R,
+    mapping: &Arc<Mapping>,
+    sink: impl FnMut(&Format, ParsedBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<(Format, ReadStats)> {
+    let mut rows = Rows::new(Format::Mapped(mapping.clone()), sink);
+    match mapping.format {
+        RecordFormat::Csv => {
+            mapped::read_csv(reader, |line, json| rows.push(json.as_bytes(), Position::Line(line)))?;
+        }
+        RecordFormat::Ndjson => {
+            let mut framer = JsonFramer::new(reader);
+            while framer.peek_significant().map_err(frame_err(None))?.is_some() {
+                let index = rows.entries;
+                let frame = framer
+                    .next_value_unchecked("in a line")
+                    .map_err(frame_err(Some(index)))?;
+                rows.push(frame.bytes, Position::Byte(frame.offset))?;
+            }
+        }
+        RecordFormat::Json => {
+            let mut framer = JsonFramer::new(reader);
+            find_records(&mut framer, &mapping.records, &mut rows)?;
+            framer.expect_end().map_err(frame_err(None))?;
+        }
+    }
+    rows.finish()
+}
+
+/// Walks down `path` (object keys) to the records array and reads it; the
+/// rest of each enclosing object is skipped.
+fn find_records<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
+    framer: &mut JsonFramer<R>,
+    path: &[String],
+    rows: &mut Rows<S>,
+) -> anyhow::Result<()> {
+    let Some((first, rest)) = path.split_first() else {
+        expect_array(framer, "records")?;
+        return read_array(framer, rows, "in the records");
+    };
+    match framer.peek_significant().map_err(frame_err(None))? {
+        Some(b'{') => {}
+        _ => {
             return Err(SourceError::at(
                 None,
                 framer.offset(),
-                format!(
-                    "not an audit archive: expected a JSON object with an \"entries\" array, found {}",
-                    describe_byte(b)
-                ),
+                format!("expected an object holding \"{first}\" (the mapping's records path)"),
             )
             .into());
         }
-        None => {
-            return Err(SourceError::Invalid {
-                entry: None,
-                offset: None,
-                message: "the file is empty: not an audit archive".into(),
-            }
-            .into());
-        }
     }
-    let format = Format::HerokuArchive;
-    let stats = read_heroku_archive(&mut framer, |batch| sink(format, batch))?;
-    Ok((format, stats))
-}
-
-/// Reads `{"entries": [...], ...}`; other top-level members are skipped.
-fn read_heroku_archive<R: Read>(
-    framer: &mut JsonFramer<R>,
-    mut sink: impl FnMut(ParsedBatch) -> anyhow::Result<()>,
-) -> anyhow::Result<ReadStats> {
-    let frame_err = |e| SourceError::from_frame(e, None);
-    framer.expect(b'{', "at the start").map_err(frame_err)?;
-    let mut builder = heroku::HerokuBatchBuilder::with_capacity(BATCH_ROWS);
-    let mut stats = ReadStats::default();
-    let mut seen_entries = false;
-    let mut other_keys = Vec::new();
-    if !framer.consume_if(b'}').map_err(frame_err)? {
+    framer.expect(b'{', "").map_err(frame_err(None))?;
+    let mut found = false;
+    if !framer.consume_if(b'}').map_err(frame_err(None))? {
         loop {
-            let key = framer.next_key().map_err(frame_err)?;
-            if key == "entries" && !seen_entries {
-                seen_entries = true;
-                read_entries(framer, &mut builder, &mut stats, &mut sink)?;
+            let key = framer.next_key().map_err(frame_err(None))?;
+            if key == *first && !found {
+                found = true;
+                find_records(framer, rest, rows)?;
             } else {
-                framer
-                    .next_value("as a top-level value")
-                    .map_err(frame_err)?;
-                if other_keys.len() < 5 {
-                    other_keys.push(key);
-                }
+                framer.next_value("in an object").map_err(frame_err(None))?;
             }
             if !framer
-                .next_separator(b'}', "in the top-level object")
-                .map_err(frame_err)?
+                .next_separator(b'}', "in an object")
+                .map_err(frame_err(None))?
             {
                 break;
             }
         }
     }
-    framer.expect_end().map_err(frame_err)?;
-    if !seen_entries {
-        let keys = if other_keys.is_empty() {
-            "it is empty".to_string()
-        } else {
-            format!("its keys are {}", other_keys.join(", "))
-        };
-        return Err(SourceError::Invalid {
-            entry: None,
-            offset: None,
-            message: format!(
-                "not an audit archive: the top-level object has no \"entries\" array ({keys})"
-            ),
-        }
+    if !found {
+        return Err(invalid(format!(
+            "no \"{first}\" member where the mapping's records path expects it"
+        ))
         .into());
     }
-    if !builder.is_empty() {
-        let first_entry = stats.entries - builder.len() as u64;
-        sink(ParsedBatch {
-            batch: builder.finish(),
-            first_entry,
-        })?;
-    }
-    Ok(stats)
-}
-
-fn read_entries<R: Read>(
-    framer: &mut JsonFramer<R>,
-    builder: &mut heroku::HerokuBatchBuilder,
-    stats: &mut ReadStats,
-    sink: &mut impl FnMut(ParsedBatch) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    match framer
-        .peek_significant()
-        .map_err(|e| SourceError::from_frame(e, None))?
-    {
-        Some(b'[') => {}
-        Some(b) => {
-            return Err(SourceError::at(
-                None,
-                framer.offset(),
-                format!("\"entries\" must be an array, found {}", describe_byte(b)),
-            )
-            .into());
-        }
-        None => {
-            return Err(SourceError::from_frame(
-                FrameError::Truncated {
-                    offset: framer.offset(),
-                    context: "after \"entries\"",
-                },
-                None,
-            )
-            .into());
-        }
-    }
-    framer
-        .expect(b'[', "")
-        .map_err(|e| SourceError::from_frame(e, None))?;
-    if framer
-        .consume_if(b']')
-        .map_err(|e| SourceError::from_frame(e, None))?
-    {
-        return Ok(());
-    }
-    loop {
-        let index = stats.entries;
-        let frame = framer
-            .next_value_unchecked("in \"entries\"")
-            .map_err(|e| SourceError::from_frame(e, Some(index)))?;
-        let entry: RawEntry = serde_json::from_slice(frame.bytes).map_err(|e| {
-            if frame.bytes.first() == Some(&b'{') {
-                SourceError::at(
-                    Some(index),
-                    frame.offset + byte_offset_of(frame.bytes, e.line(), e.column()),
-                    format!("invalid JSON: {}", json_reason(&e)),
-                )
-            } else {
-                let text = String::from_utf8_lossy(&frame.bytes[..frame.bytes.len().min(16)]);
-                SourceError::at(
-                    Some(index),
-                    frame.offset,
-                    format!(
-                        "entry is not a JSON object (found {})",
-                        describe_json(&text)
-                    ),
-                )
-            }
-        })?;
-        builder
-            .append(&entry)
-            .map_err(|e| SourceError::at(Some(index), frame.offset, e.to_string()))?;
-        stats.entries += 1;
-        if builder.len() >= BATCH_ROWS {
-            let first_entry = stats.entries - builder.len() as u64;
-            sink(ParsedBatch {
-                batch: builder.finish(),
-                first_entry,
-            })?;
-        }
-        if !framer
-            .next_separator(b']', "in \"entries\"")
-            .map_err(|e| SourceError::from_frame(e, Some(stats.entries)))?
-        {
-            return Ok(());
-        }
-    }
+    Ok(())
 }

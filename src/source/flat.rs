@@ -1,0 +1,270 @@
+//! A row builder for formats whose entries are JSON objects of strings and
+//! small nested objects (Heroku's audit-trail events, Terraform Cloud's audit
+//! trail): a static [`Layout`] says which top-level member, or which member of
+//! a nested object, feeds which column.
+//!
+//! Lossless by construction: a member the columns cannot represent exactly
+//! (an unknown key, an unexpected shape, a non-canonical timestamp) is kept
+//! verbatim in the `extra` column, so an entry is rebuilt from its row by
+//! starting from the columns and letting the members of `extra` override.
+//! Null and absent are the same for the layout's own keys.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde_json::value::RawValue;
+
+use super::entry::{
+    EntryError, ExtraObject, RawEntry, SecondsFormat, compact_json, parse_timestamp_rendered,
+    required_string, string_or_null,
+};
+
+/// What a column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The entry's key: a required, non-empty string.
+    Key,
+    /// The entry's time: a required RFC 3339 string, stored as UTC microseconds.
+    Time,
+    /// A string (or null).
+    Text,
+    /// Any JSON value, stored as compact JSON text (null is stored as NULL).
+    Json,
+}
+
+/// One column: its name, where its value comes from, and its kind.
+#[derive(Debug)]
+pub struct Column {
+    pub name: &'static str,
+    /// Top-level member of the entry.
+    pub member: &'static str,
+    /// Member of that nested object, or None when the top-level value itself.
+    pub field: Option<&'static str>,
+    pub kind: Kind,
+}
+
+/// A column fed by a top-level member.
+pub const fn top(name: &'static str, member: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        member,
+        field: None,
+        kind,
+    }
+}
+
+/// A column fed by a member of a nested object.
+pub const fn nested(
+    name: &'static str,
+    member: &'static str,
+    field: &'static str,
+    kind: Kind,
+) -> Column {
+    Column {
+        name,
+        member,
+        field: Some(field),
+        kind,
+    }
+}
+
+/// The columns of a table, in order, followed by the implicit `extra`
+/// column. Exactly one column is [`Kind::Key`] and one is [`Kind::Time`].
+pub struct Layout {
+    pub columns: &'static [Column],
+    /// How the source renders its timestamps; other renderings of the same
+    /// instant are kept verbatim in `extra`.
+    pub time_rendering: SecondsFormat,
+}
+
+/// Name of the column holding what the other columns cannot represent.
+pub const EXTRA: &str = "extra";
+
+impl Layout {
+    /// The Arrow schema: key and time are non-null, the rest nullable.
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| match c.kind {
+                Kind::Key => Field::new(c.name, DataType::Utf8, false),
+                Kind::Time => Field::new(
+                    c.name,
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Kind::Text | Kind::Json => Field::new(c.name, DataType::Utf8, true),
+            })
+            .collect();
+        fields.push(Field::new(EXTRA, DataType::Utf8, true));
+        Arc::new(Schema::new(fields))
+    }
+
+    fn position(&self, kind: Kind) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c.kind == kind)
+            .expect("a layout has a key and a time column")
+    }
+}
+
+enum ColumnBuilder {
+    Text(StringBuilder),
+    Time(TimestampMicrosecondBuilder),
+}
+
+/// Accumulates entries into Arrow columns following a [`Layout`].
+pub struct FlatBatchBuilder {
+    layout: &'static Layout,
+    schema: SchemaRef,
+    builders: Vec<ColumnBuilder>,
+    extra: ExtraObject,
+    extra_builder: StringBuilder,
+    key_column: usize,
+    time_column: usize,
+    len: usize,
+}
+
+impl FlatBatchBuilder {
+    pub fn new(layout: &'static Layout, schema: SchemaRef, rows: usize) -> Self {
+        let builders = layout
+            .columns
+            .iter()
+            .map(|c| match c.kind {
+                Kind::Time => ColumnBuilder::Time(
+                    TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+                ),
+                Kind::Key => ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 36)),
+                _ => ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 16)),
+            })
+            .collect();
+        FlatBatchBuilder {
+            layout,
+            schema,
+            builders,
+            extra: ExtraObject::default(),
+            extra_builder: StringBuilder::with_capacity(rows, rows * 8),
+            key_column: layout.position(Kind::Key),
+            time_column: layout.position(Kind::Time),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one entry. On error nothing is appended.
+    pub fn append(&mut self, entry: &RawEntry<'_>) -> Result<(), EntryError> {
+        let columns = self.layout.columns;
+        let mut values: Vec<Option<Cow<'_, str>>> = vec![None; columns.len()];
+        let mut key_raw = None;
+        let mut time_raw = None;
+        self.extra.clear();
+        for (key, raw) in &entry.members {
+            let key = key.as_ref();
+            let Some((first, column)) = columns.iter().enumerate().find(|(_, c)| c.member == key)
+            else {
+                self.extra.push(key, raw);
+                continue;
+            };
+            if column.field.is_none() {
+                match column.kind {
+                    Kind::Key => key_raw = Some(*raw),
+                    Kind::Time => time_raw = Some(*raw),
+                    Kind::Text => match string_or_null(raw) {
+                        Some(v) => values[first] = v,
+                        None => self.extra.push(key, raw),
+                    },
+                    Kind::Json => values[first] = json_or_null(raw),
+                }
+                continue;
+            }
+            if !self.flatten(raw, key, &mut values) {
+                self.extra.push(key, raw);
+            }
+        }
+        let id = required_string(key_raw, columns[self.key_column].member)?;
+        let time_member = columns[self.time_column].member;
+        let time_text = required_string(time_raw, time_member)?;
+        let ts = parse_timestamp_rendered(&time_text, time_member, self.layout.time_rendering)?;
+        if !ts.canonical {
+            self.extra
+                .push(time_member, time_raw.expect("checked by required_string"));
+        }
+
+        for (i, builder) in self.builders.iter_mut().enumerate() {
+            match builder {
+                ColumnBuilder::Time(b) => b.append_value(ts.micros),
+                ColumnBuilder::Text(b) if i == self.key_column => b.append_value(&*id),
+                ColumnBuilder::Text(b) => b.append_option(values[i].as_deref()),
+            }
+        }
+        self.extra_builder.append_option(self.extra.finish());
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Spreads a nested object's members over their columns. Returns false
+    /// when the columns cannot rebuild it exactly (the caller keeps it in
+    /// `extra`); string values of known members are used even then.
+    fn flatten<'a>(
+        &self,
+        raw: &'a RawValue,
+        member: &str,
+        values: &mut [Option<Cow<'a, str>>],
+    ) -> bool {
+        let text = raw.get();
+        if text == "null" {
+            return true;
+        }
+        let Ok(object) = serde_json::from_str::<RawEntry<'a>>(text) else {
+            return false;
+        };
+        let mut canonical = true;
+        for (field, value) in object.members {
+            let Some(i) = self
+                .layout
+                .columns
+                .iter()
+                .position(|c| c.member == member && c.field == Some(field.as_ref()))
+            else {
+                canonical = false;
+                continue;
+            };
+            match self.layout.columns[i].kind {
+                Kind::Json => values[i] = json_or_null(value),
+                _ => match string_or_null(value) {
+                    Some(v) => values[i] = v,
+                    None => canonical = false,
+                },
+            }
+        }
+        canonical
+    }
+
+    /// Takes the rows built so far as a batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 1);
+        for builder in &mut self.builders {
+            columns.push(match builder {
+                ColumnBuilder::Text(b) => Arc::new(b.finish()),
+                ColumnBuilder::Time(b) => Arc::new(b.finish()),
+            });
+        }
+        columns.push(Arc::new(self.extra_builder.finish()));
+        self.len = 0;
+        RecordBatch::try_new(self.schema.clone(), columns).expect("builder columns match the schema")
+    }
+}
+
+fn json_or_null(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    (text != "null").then(|| compact_json(text))
+}
