@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 
 use std::sync::Arc;
 
-use crate::cli::{ConvertArgs, SourceFormat};
 use crate::cli::progress::ConvertProgress;
+use crate::cli::{ConvertArgs, SourceFormat};
 use crate::convert::{self, ArchiveOutcome, ArchiveStatus, ConvertOptions, RunSummary};
 use crate::lake::Lake;
 use crate::source::Format;

@@ -118,7 +118,8 @@ impl Engine {
             .with_schema(spec.schema.clone());
         let table = ListingTable::try_new(config)?;
         let table = MonthPrunedTable::new(Arc::new(table), spec.time_column);
-        self.ctx.register_table(spec.name.as_str(), Arc::new(table))?;
+        self.ctx
+            .register_table(spec.name.as_str(), Arc::new(table))?;
         Ok(())
     }
 

@@ -260,7 +260,8 @@ impl FlatBatchBuilder {
         }
         columns.push(Arc::new(self.extra_builder.finish()));
         self.len = 0;
-        RecordBatch::try_new(self.schema.clone(), columns).expect("builder columns match the schema")
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .expect("builder columns match the schema")
     }
 }
 

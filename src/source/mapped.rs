@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::entry::{ExtraObject, RawEntry, compact_json, parse_timestamp, string_or_null};
-use super::mapping::{FieldRule, MAPPED_FIELDS, Mapping, TimeFormat};
+use super::mapping::{FieldRule, Mapping, TimeFormat};
 use super::{Position, SourceError};
 use crate::table::TableSpec;
 
@@ -127,8 +127,12 @@ impl MappedBatchBuilder {
             .filter(|f| f.text.is_some())
             .ok_or_else(|| problem(&mapping.created_at, "is missing"))?;
         let text = time.text.as_deref().expect("filtered above");
-        let (micros, canonical) = parse_time(text, &mapping.time_format)
-            .ok_or_else(|| problem(&mapping.created_at, time_problem(text, &mapping.time_format)))?;
+        let (micros, canonical) = parse_time(text, &mapping.time_format).ok_or_else(|| {
+            problem(
+                &mapping.created_at,
+                time_problem(text, &mapping.time_format),
+            )
+        })?;
         if canonical && let Some(m) = time.member {
             consumed[m] = true;
         }
@@ -185,8 +189,6 @@ impl MappedBatchBuilder {
         RecordBatch::try_new(SCHEMA.clone(), columns).expect("builder columns match the schema")
     }
 }
-
-const _: () = assert!(MAPPED_FIELDS.len() == 7);
 
 /// Looks a rule's field up in a record: `None` when the field is absent.
 /// A member whose name is the whole field (dots included) wins over a path.
@@ -280,7 +282,9 @@ fn parse_time(text: &str, format: &TimeFormat) -> Option<(i64, bool)> {
 
 fn time_problem(text: &str, format: &TimeFormat) -> String {
     match format {
-        TimeFormat::Rfc3339 => format!("value {text:?} is not an RFC 3339 timestamp (set format in the mapping)"),
+        TimeFormat::Rfc3339 => {
+            format!("value {text:?} is not an RFC 3339 timestamp (set format in the mapping)")
+        }
         TimeFormat::Unix => format!("value {text:?} is not a number of seconds since 1970"),
         TimeFormat::UnixMillis => {
             format!("value {text:?} is not a number of milliseconds since 1970")
@@ -413,17 +417,25 @@ mod tests {
             id = "ID""#,
         );
         let b = row(&m, r#"{"ID":"7","Timestamp":"2024-03-05 10:00:00"}"#).unwrap();
-        let ts = b.column(1).as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+        let ts = b
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 1_709_632_800_000_000);
         assert_eq!(text(&b, "id").as_deref(), Some("7"));
-        assert_eq!(text(&b, "data").as_deref(), Some(r#"{"Timestamp":"2024-03-05 10:00:00"}"#));
+        assert_eq!(
+            text(&b, "data").as_deref(),
+            Some(r#"{"Timestamp":"2024-03-05 10:00:00"}"#)
+        );
         let e = row(&m, r#"{"ID":"7","Timestamp":"05/03/2024"}"#).unwrap_err();
         assert_eq!(
             e.to_string(),
             r#"field "Timestamp" value "05/03/2024" does not match format "%Y-%m-%d %H:%M:%S""#
         );
         let e = row(&m, r#"{"Timestamp":"2024-03-05 10:00:00"}"#).unwrap_err();
-        assert_eq!(e.to_string(), r#"field "ID" is missing or empty (it is the record's id)"#);
+        assert_eq!(
+            e.to_string(),
+            r#"field "ID" is missing or empty (it is the record's id)"#
+        );
         let e = row(&m, r#"{"ID":"7"}"#).unwrap_err();
         assert_eq!(e.to_string(), r#"field "Timestamp" is missing"#);
     }

@@ -130,22 +130,21 @@ impl Mapping {
     pub fn load(path: &Path) -> anyhow::Result<Mapping> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read the mapping file", path.display()))?;
-        Mapping::parse(&text, path)
-            .with_context(|| format!("{}: invalid mapping", path.display()))
+        Mapping::parse(&text, path).with_context(|| format!("{}: invalid mapping", path.display()))
     }
 
     pub fn parse(text: &str, source: &Path) -> anyhow::Result<Mapping> {
-        let file: MappingFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let file: MappingFile =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         let table = file.table;
-        let valid_name = table
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase())
+        let valid_name = table.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
             && table
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !valid_name {
-            bail!("table {table:?} must be lower-case letters, digits and '_', starting with a letter");
+            bail!(
+                "table {table:?} must be lower-case letters, digits and '_', starting with a letter"
+            );
         }
         if RESERVED.contains(&table.as_str()) {
             bail!("table {table:?} is reserved for a built-in table or view; pick another name");
@@ -177,7 +176,9 @@ impl Mapping {
         ];
         let mut rules: [Option<FieldRule>; 7] = Default::default();
         for (slot, (name, spec)) in rules.iter_mut().zip(optional) {
-            *slot = spec.map(|f| rule(name, f, false).map(|r| r.0)).transpose()?;
+            *slot = spec
+                .map(|f| rule(name, f, false).map(|r| r.0))
+                .transpose()?;
         }
         Ok(Mapping {
             source: source.to_path_buf(),
@@ -258,14 +259,27 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_apply() {
         let err = |t: &str| format!("{:#}", parse(t).unwrap_err());
-        assert!(err("table = \"events\"\nformat = \"csv\"\n[fields]\ncreated_at = \"t\"").contains("reserved"));
-        assert!(err("table = \"x\"\nformat = \"csv\"\n[fields]\nactor = \"u\"").contains("created_at"));
-        assert!(err("table = \"x\"\nformat = \"xml\"\n[fields]\ncreated_at = \"t\"").contains("xml"));
-        assert!(err("table = \"x\"\nformat = \"csv\"\n[fields]\ncreated_at = \"t\"\nwho = \"u\"").contains("who"));
+        assert!(
+            err("table = \"events\"\nformat = \"csv\"\n[fields]\ncreated_at = \"t\"")
+                .contains("reserved")
+        );
+        assert!(
+            err("table = \"x\"\nformat = \"csv\"\n[fields]\nactor = \"u\"").contains("created_at")
+        );
+        assert!(
+            err("table = \"x\"\nformat = \"xml\"\n[fields]\ncreated_at = \"t\"").contains("xml")
+        );
+        assert!(
+            err("table = \"x\"\nformat = \"csv\"\n[fields]\ncreated_at = \"t\"\nwho = \"u\"")
+                .contains("who")
+        );
         assert!(
             err("table = \"x\"\nformat = \"csv\"\n[fields]\ncreated_at = { field = \"t\", format = \"dd/mm\" }")
                 .contains("strftime")
         );
-        assert!(err("table = \"Bad-Name\"\nformat = \"csv\"\n[fields]\ncreated_at = \"t\"").contains("lower-case"));
+        assert!(
+            err("table = \"Bad-Name\"\nformat = \"csv\"\n[fields]\ncreated_at = \"t\"")
+                .contains("lower-case")
+        );
     }
 }

@@ -96,9 +96,10 @@ impl Format {
                 RowBuilder::Flat(heroku::batch_builder(BATCH_ROWS))
             }
             Format::Terraform => RowBuilder::Flat(terraform::batch_builder(BATCH_ROWS)),
-            Format::Mapped(m) => {
-                RowBuilder::Mapped(mapped::MappedBatchBuilder::new(m.clone(), BATCH_ROWS))
-            }
+            Format::Mapped(m) => RowBuilder::Mapped(Box::new(mapped::MappedBatchBuilder::new(
+                m.clone(),
+                BATCH_ROWS,
+            ))),
         }
     }
 }
@@ -106,7 +107,7 @@ impl Format {
 /// The row builder of a format.
 enum RowBuilder {
     Flat(flat::FlatBatchBuilder),
-    Mapped(mapped::MappedBatchBuilder),
+    Mapped(Box<mapped::MappedBatchBuilder>),
 }
 
 impl RowBuilder {
@@ -336,7 +337,10 @@ impl<S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>> Rows<S> {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]);
                 error(
                     at,
-                    format!("entry is not a JSON object (found {})", describe_json(&text)),
+                    format!(
+                        "entry is not a JSON object (found {})",
+                        describe_json(&text)
+                    ),
                 )
             }
         })?;
@@ -444,7 +448,9 @@ fn read_pages<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
     let mut sink = Some(sink);
     let mut rows: Option<Rows<S>> = None;
     loop {
-        framer.expect(b'{', "at the start").map_err(frame_err(None))?;
+        framer
+            .expect(b'{', "at the start")
+            .map_err(frame_err(None))?;
         let mut found = false;
         let mut other_keys = Vec::new();
         if !framer.consume_if(b'}').map_err(frame_err(None))? {
@@ -460,9 +466,8 @@ fn read_pages<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
                 };
                 if let Some(format) = detected {
                     found = true;
-                    let rows = rows.get_or_insert_with(|| {
-                        Rows::new(format, sink.take().expect("taken once"))
-                    });
+                    let rows = rows
+                        .get_or_insert_with(|| Rows::new(format, sink.take().expect("taken once")));
                     let context = if key == "entries" {
                         "in \"entries\""
                     } else {
@@ -493,7 +498,10 @@ fn read_pages<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
                 format!("its keys are {}", other_keys.join(", "))
             };
             let message = match rows.as_ref().map(|r| &r.format).or(forced) {
-                Some(f) => format!("expected {}: this object has no such array ({keys})", f.shape()),
+                Some(f) => format!(
+                    "expected {}: this object has no such array ({keys})",
+                    f.shape()
+                ),
                 None => format!(
                     "not a recognised audit file: the top-level object has no \"entries\" or \"data\" array ({keys}); {TRIED}"
                 ),
@@ -566,11 +574,17 @@ fn read_mapped<R: Read>(
     let mut rows = Rows::new(Format::Mapped(mapping.clone()), sink);
     match mapping.format {
         RecordFormat::Csv => {
-            mapped::read_csv(reader, |line, json| rows.push(json.as_bytes(), Position::Line(line)))?;
+            mapped::read_csv(reader, |line, json| {
+                rows.push(json.as_bytes(), Position::Line(line))
+            })?;
         }
         RecordFormat::Ndjson => {
             let mut framer = JsonFramer::new(reader);
-            while framer.peek_significant().map_err(frame_err(None))?.is_some() {
+            while framer
+                .peek_significant()
+                .map_err(frame_err(None))?
+                .is_some()
+            {
                 let index = rows.entries;
                 let frame = framer
                     .next_value_unchecked("in a line")

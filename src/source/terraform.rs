@@ -27,8 +27,18 @@ pub static LAYOUT: Layout = Layout {
         nested("auth_accessor_id", "auth", "accessor_id", Kind::Text),
         nested("auth_description", "auth", "description", Kind::Text),
         nested("auth_type", "auth", "type", Kind::Text),
-        nested("auth_impersonator_id", "auth", "impersonator_id", Kind::Text),
-        nested("auth_organization_id", "auth", "organization_id", Kind::Text),
+        nested(
+            "auth_impersonator_id",
+            "auth",
+            "impersonator_id",
+            Kind::Text,
+        ),
+        nested(
+            "auth_organization_id",
+            "auth",
+            "organization_id",
+            Kind::Text,
+        ),
         nested("request_id", "request", "id", Kind::Text),
         nested("resource_id", "resource", "id", Kind::Text),
         nested("resource_type", "resource", "type", Kind::Text),
@@ -102,7 +112,10 @@ mod tests {
         };
         assert_eq!(text("auth_description").as_deref(), Some("pveverka"));
         assert_eq!(text("auth_impersonator_id"), None);
-        assert_eq!(text("auth_organization_id").as_deref(), Some("org-AGLwRmx1snv34Yts"));
+        assert_eq!(
+            text("auth_organization_id").as_deref(),
+            Some("org-AGLwRmx1snv34Yts")
+        );
         assert_eq!(text("resource_action").as_deref(), Some("create"));
         assert_eq!(text("resource_meta").as_deref(), Some(r#"{"k":[1,2]}"#));
         // Terraform's own millisecond rendering is canonical: nothing extra.
