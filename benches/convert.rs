@@ -32,7 +32,7 @@ fn bench_convert(c: &mut Criterion) {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let options = |lake: &std::path::Path| ConvertOptions {
-        inputs: archives.clone(),
+        inputs: archives.iter().map(|p| p.display().to_string()).collect(),
         force: false,
         jobs: 2,
         memory_limit: DEFAULT_MEMORY_LIMIT,

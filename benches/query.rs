@@ -28,7 +28,7 @@ fn lake(runtime: &tokio::runtime::Runtime, scratch: &std::path::Path) -> PathBuf
     let archives = generate(&spec, &scratch.join("archives")).unwrap();
     let path = scratch.join("lake");
     let options = ConvertOptions {
-        inputs: archives,
+        inputs: archives.iter().map(|p| p.display().to_string()).collect(),
         force: false,
         jobs: 2,
         memory_limit: DEFAULT_MEMORY_LIMIT,

@@ -37,10 +37,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Convert(args) => cli::convert::run(args).await,
-            Command::Status(args) => cli::status::run(args),
+            Command::Status(args) => cli::status::run(args).await,
             Command::Query(args) => cli::query::run(args).await,
             Command::Queries(args) => cli::query::list(args),
             Command::Shell(args) => run_shell(args).await,
+            Command::Ddl(args) => cli::ddl::run(args).await,
         }
     });
     match result {

@@ -13,7 +13,7 @@ use crate::source::mapping::Mapping;
 
 /// Runs `convert`; returns whether every archive converted (or was unchanged).
 pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
-    let lake = Lake::local(&args.lake.lake)?;
+    let lake = Lake::open(&args.lake.lake)?;
     let format = match (&args.mapping, args.format) {
         (Some(path), _) => Some(Format::Mapped(Arc::new(Mapping::load(path)?))),
         (None, Some(f)) => Some(match f {

@@ -2,6 +2,7 @@
 //! Knows nothing of archive formats or Parquet details.
 
 pub mod convert;
+pub mod ddl;
 pub mod print_format;
 pub mod progress;
 pub mod query;
@@ -29,9 +30,9 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct LakeArg {
-    /// Lake directory [default: $AUDITLAKE_LAKE, else ./lake]
+    /// Lake: a directory or s3://BUCKET/PREFIX [default: $AUDITLAKE_LAKE, else ./lake]
     #[arg(long, env = LAKE_ENV, default_value = "lake", hide_default_value = true, hide_env = true)]
-    pub lake: PathBuf,
+    pub lake: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +47,26 @@ pub enum Command {
     Queries(QueriesArgs),
     /// Interactive SQL shell (reads statements from stdin when it is not a terminal).
     Shell(ShellArgs),
+    /// Print DDL that registers the lake's tables in another engine.
+    Ddl(DdlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DdlArgs {
+    /// The engine to write DDL for.
+    #[arg(long, value_enum)]
+    pub engine: DdlEngine,
+
+    #[command(flatten)]
+    pub lake: LakeArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DdlEngine {
+    Duckdb,
+    Athena,
+    Trino,
+    Spark,
 }
 
 /// Options of every command that queries the lake.
@@ -131,9 +152,9 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Archive files, or directories searched recursively for *.json, *.ndjson, *.jsonl and *.csv (plain or .gz).
+    /// Archive files, or directories searched recursively for *.json, *.ndjson, *.jsonl and *.csv (plain or .gz); s3://BUCKET/KEY objects or prefixes likewise.
     #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
+    pub paths: Vec<String>,
 
     #[command(flatten)]
     pub lake: LakeArg,

@@ -1,7 +1,6 @@
 //! Progress display for `convert` on a terminal: one bar per archive being
 //! read (bytes of the file), with result lines printed above the bars.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,7 +72,7 @@ impl ConvertProgress {
 }
 
 impl Observer for ConvertProgress {
-    fn archive_started(&self, path: &Path, file_bytes: u64, progress: ByteCounter) {
+    fn archive_started(&self, name: &str, file_bytes: u64, progress: ByteCounter) {
         if let Some(bars) = &self.bars {
             let bar = self.multi.add(ProgressBar::new(file_bytes));
             bar.set_style(
@@ -83,10 +82,10 @@ impl Observer for ConvertProgress {
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            bar.set_message(path.display().to_string());
+            bar.set_message(name.to_string());
             bars.lock()
                 .expect("progress lock")
-                .push((path.display().to_string(), bar, progress));
+                .push((name.to_string(), bar, progress));
         }
     }
 

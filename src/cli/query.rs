@@ -118,7 +118,7 @@ fn read_stdin() -> anyhow::Result<String> {
 impl EngineArgs {
     /// Opens the lake for querying.
     pub async fn open(&self, lake: &super::LakeArg) -> anyhow::Result<crate::engine::Engine> {
-        let lake = crate::lake::Lake::local(&lake.lake)?;
+        let lake = crate::lake::Lake::open(&lake.lake)?;
         crate::engine::Engine::open(
             &lake,
             crate::engine::EngineOptions {

@@ -3,16 +3,16 @@
 use crate::cli::{StatusArgs, human_bytes};
 use crate::lake::Lake;
 
-pub fn run(args: StatusArgs) -> anyhow::Result<bool> {
-    let lake = Lake::local(&args.lake.lake)?;
-    if !lake.exists() {
+pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
+    let lake = Lake::open(&args.lake.lake)?;
+    if !lake.exists().await? {
         anyhow::bail!(
             "no lake at {}: convert archives first (auditlake convert <PATH>... --lake {})",
-            lake.root().display(),
-            args.lake.lake.display()
+            lake.location(),
+            args.lake.lake
         );
     }
-    let status = lake.status()?;
+    let status = lake.status().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(true);

@@ -1,8 +1,142 @@
-//! Finds the archives named on the command line.
+//! Finds the archives named on the command line: local files and
+//! directories, and `s3://` objects and prefixes (listed like directories).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::lake::{is_s3, s3_store, store_error};
+
+/// One archive to convert.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// How the user sees it: a path or an `s3://` URL.
+    pub display: String,
+    pub source: InputSource,
+}
+
+#[derive(Clone, Debug)]
+pub enum InputSource {
+    Local(PathBuf),
+    Remote(Arc<dyn ObjectStore>, ObjectPath),
+}
+
+/// The last component of a path or URL.
+pub fn file_name(display: &str) -> &str {
+    display.rsplit(['/', '\\']).next().unwrap_or(display)
+}
+
+/// Expands the command line's paths and URLs into a sorted list of inputs.
+/// Sorted order makes runs reproducible: when two archives hold the same
+/// event id, the later one in this order wins.
+pub async fn find_inputs(paths: &[String]) -> anyhow::Result<Vec<Input>> {
+    let (remote, local): (Vec<&String>, Vec<&String>) = paths.iter().partition(|p| is_s3(p));
+    let local: Vec<PathBuf> = local.into_iter().map(PathBuf::from).collect();
+    let mut inputs: Vec<Input> = find_archives(&local)?
+        .into_iter()
+        .map(|p| Input {
+            display: p.display().to_string(),
+            source: InputSource::Local(p),
+        })
+        .collect();
+    for url in remote {
+        inputs.extend(list_s3(url).await?);
+    }
+    inputs.sort_by(|a, b| a.display.cmp(&b.display));
+    inputs.dedup_by(|a, b| a.display == b.display);
+    Ok(inputs)
+}
+
+/// The objects at an `s3://` URL: the object itself, or every archive under
+/// it taken as a prefix.
+async fn list_s3(location: &str) -> anyhow::Result<Vec<Input>> {
+    let url = url::Url::parse(location).with_context(|| format!("{location}: not a valid URL"))?;
+    let store = s3_store(&url)?;
+    let bucket_url = format!("s3://{}", url.host_str().unwrap_or_default());
+    let key = url.path().trim_start_matches('/');
+    let path = ObjectPath::parse(key.trim_end_matches('/'))
+        .with_context(|| format!("{location}: not a valid S3 key"))?;
+    let input = |path: ObjectPath| Input {
+        display: format!("{bucket_url}/{path}"),
+        source: InputSource::Remote(store.clone(), path),
+    };
+    if !key.is_empty() && !key.ends_with('/') {
+        match store.head(&path).await {
+            Ok(_) => return Ok(vec![input(path)]),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_error(e, location)),
+        }
+    }
+    let prefix = (!key.is_empty()).then_some(&path);
+    let objects: Vec<_> = store
+        .list(prefix)
+        .try_collect()
+        .await
+        .map_err(|e| store_error(e, location))?;
+    let found: Vec<Input> = objects
+        .into_iter()
+        .filter(|meta| {
+            let name = meta.location.filename().unwrap_or_default();
+            !name.starts_with('.') && is_input_name(name)
+        })
+        .map(|meta| input(meta.location))
+        .collect();
+    if found.is_empty() {
+        bail!(
+            "{location}: no archives found (no *.json, *.ndjson, *.jsonl or *.csv objects, plain or .gz, under this prefix)"
+        );
+    }
+    Ok(found)
+}
+
+/// A local file holding the input's bytes: the file itself, or a download
+/// (streamed to disk, so memory stays bounded) removed when dropped.
+pub enum Fetched {
+    Local(PathBuf),
+    Downloaded(tempfile::TempDir, PathBuf),
+}
+
+impl Fetched {
+    pub fn path(&self) -> &Path {
+        match self {
+            Fetched::Local(p) | Fetched::Downloaded(_, p) => p,
+        }
+    }
+}
+
+/// Makes an input readable from disk.
+pub async fn fetch(input: &Input, scratch: &Path) -> anyhow::Result<Fetched> {
+    let (store, path) = match &input.source {
+        InputSource::Local(p) => return Ok(Fetched::Local(p.clone())),
+        InputSource::Remote(store, path) => (store, path),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("download-")
+        .tempdir_in(scratch)
+        .context("cannot create a download directory")?;
+    let local = dir.path().join(file_name(&input.display));
+    let mut file = tokio::fs::File::create(&local)
+        .await
+        .with_context(|| format!("cannot create {}", local.display()))?;
+    let mut stream = store
+        .get(path)
+        .await
+        .map_err(|e| store_error(e, &input.display))?
+        .into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| store_error(e, &input.display))?;
+        file.write_all(&chunk)
+            .await
+            .context("cannot save the download")?;
+    }
+    file.flush().await.context("cannot save the download")?;
+    Ok(Fetched::Downloaded(dir, local))
+}
 
 /// File name endings searched for in directories (each also with `.gz`).
 pub const EXTENSIONS: [&str; 4] = [".json", ".ndjson", ".jsonl", ".csv"];
@@ -14,9 +148,8 @@ fn is_input_name(name: &str) -> bool {
 }
 
 /// Expands files and directories (searched recursively for the
-/// [`EXTENSIONS`], plain or gzipped) into a sorted, de-duplicated list of archive files. Sorted
-/// order makes runs reproducible: when two archives hold the same event id,
-/// the later one in this order wins.
+/// [`EXTENSIONS`], plain or gzipped) into a sorted, de-duplicated list of
+/// archive files.
 pub fn find_archives(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for path in paths {

@@ -17,10 +17,12 @@ use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
+use object_store::path::Path as ObjectPath;
+
 use super::stage::ENTRY_COLUMN;
-use crate::lake::commit::PendingFile;
+use crate::lake::Lake;
+use crate::lake::commit::{CommittingWriter, MonthWriter};
 use crate::lake::parquet::writer_properties;
-use crate::lake::parquet_row_count;
 use crate::table::TableSpec;
 
 /// Row counts of one merged partition file.
@@ -35,12 +37,14 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Merges the staged file into `target` (which may not exist yet).
+/// Merges the staged file into the month file at `target` of `lake` (which
+/// may not exist yet).
 pub async fn merge_into(
     ctx: &SessionContext,
+    lake: &Lake,
     spec: &TableSpec,
     staged: &Path,
-    target: &Path,
+    target: &ObjectPath,
 ) -> anyhow::Result<MergeStats> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -62,15 +66,15 @@ pub async fn merge_into(
     ctx.register_parquet(&new_table, path_str(staged)?, options.clone())
         .await
         .with_context(|| format!("cannot read staged rows {}", staged.display()))?;
-    let has_old = target.exists();
-    let rows_before = if has_old {
-        ctx.register_parquet(&old_table, path_str(target)?, options)
+    let target_url = lake.object_url(target);
+    let rows_before = lake.row_count(target).await?;
+    let has_old = rows_before.is_some();
+    if has_old {
+        ctx.register_parquet(&old_table, &target_url, options)
             .await
-            .with_context(|| format!("cannot read {}", target.display()))?;
-        parquet_row_count(target)?
-    } else {
-        0
-    };
+            .with_context(|| format!("cannot read {target_url}"))?;
+    }
+    let rows_before = rows_before.unwrap_or(0);
 
     let sources = if has_old {
         format!(
@@ -89,7 +93,7 @@ pub async fn merge_into(
          ) WHERE _rank = 1 ORDER BY {time}, {key}"
     );
 
-    let result = write_query(ctx, spec, &sql, target).await;
+    let result = write_query(ctx, lake, spec, &sql, target).await;
     let _ = ctx.deregister_table(&new_table);
     let _ = ctx.deregister_table(&old_table);
     let rows_after = result?;
@@ -102,24 +106,17 @@ pub async fn merge_into(
 /// Runs `sql` and streams its rows into `target`, atomically replacing it.
 async fn write_query(
     ctx: &SessionContext,
+    lake: &Lake,
     spec: &TableSpec,
     sql: &str,
-    target: &Path,
+    target: &ObjectPath,
 ) -> anyhow::Result<u64> {
     let df = ctx.sql(sql).await.context("cannot plan the merge")?;
     let mut stream = df.execute_stream().await.context("cannot run the merge")?;
 
-    let pending = PendingFile::new(target).with_context(|| {
-        format!(
-            "cannot create a temporary file next to {}",
-            target.display()
-        )
-    })?;
-    let file = tokio::fs::File::create(pending.temp_path())
-        .await
-        .with_context(|| format!("cannot create {}", pending.temp_path().display()))?;
+    let sink = CommittingWriter::from(MonthWriter::create(lake, target).await?);
     let mut writer =
-        AsyncArrowWriter::try_new(file, spec.schema.clone(), Some(writer_properties(spec)))?;
+        AsyncArrowWriter::try_new(sink, spec.schema.clone(), Some(writer_properties(spec)))?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
         let batch = batch.context("merge failed")?;
@@ -129,12 +126,11 @@ async fn write_query(
         rows += batch.num_rows() as u64;
         writer.write(&batch).await?;
     }
-    writer.finish().await?;
-    let file = writer.into_inner();
-    drop(file);
-    tokio::task::spawn_blocking(move || pending.commit())
-        .await?
-        .with_context(|| format!("cannot replace {}", target.display()))?;
+    // Completing the writer commits the file (rename or completed upload).
+    writer
+        .close()
+        .await
+        .with_context(|| format!("cannot replace {}", lake.object_url(target)))?;
     Ok(rows)
 }
 

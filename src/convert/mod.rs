@@ -46,8 +46,8 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
 /// How a conversion run behaves.
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
-    /// Files and directories to convert.
-    pub inputs: Vec<PathBuf>,
+    /// Files, directories and `s3://` objects or prefixes to convert.
+    pub inputs: Vec<String>,
     /// Convert archives even when their sha256 is already recorded.
     pub force: bool,
     /// Archives staged in parallel.
@@ -92,13 +92,10 @@ pub struct ArchiveOutcome {
 }
 
 impl ArchiveOutcome {
-    fn new(path: &Path, status: ArchiveStatus) -> Self {
+    fn new(path: &str, status: ArchiveStatus) -> Self {
         ArchiveOutcome {
-            path: path.display().to_string(),
-            name: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            path: path.to_string(),
+            name: discover::file_name(path).to_string(),
             status,
             sha256: None,
             format: None,
@@ -130,7 +127,7 @@ pub struct RunSummary {
 /// Receives progress while a run goes on (the CLI prints it).
 pub trait Observer: Send + Sync {
     /// An archive started being read; `progress` counts its bytes read.
-    fn archive_started(&self, _path: &Path, _file_bytes: u64, _progress: ByteCounter) {}
+    fn archive_started(&self, _name: &str, _file_bytes: u64, _progress: ByteCounter) {}
     fn archive_finished(&self, _outcome: &ArchiveOutcome) {}
 }
 
@@ -145,7 +142,7 @@ enum Prepared {
 }
 
 struct StagedArchive {
-    path: PathBuf,
+    path: String,
     sha256: String,
     format: Format,
     spec: TableSpec,
@@ -166,12 +163,16 @@ pub async fn convert(
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<RunSummary> {
     let run_started = Instant::now();
-    let archives = discover::find_archives(&options.inputs)?;
+    let archives = discover::find_inputs(&options.inputs).await?;
     let _lock = lake.lock_for_writing()?;
-    let stale = remove_stale_temp_files(lake.root())
-        .with_context(|| format!("cannot clean up {}", lake.root().display()))?;
-    if stale > 0 {
-        tracing::info!("removed {stale} unfinished file(s) left by an interrupted run");
+    if let Some(root) = lake.local_root() {
+        let stale = remove_stale_temp_files(root)
+            .with_context(|| format!("cannot clean up {}", root.display()))?;
+        if stale > 0 {
+            tracing::info!("removed {stale} unfinished file(s) left by an interrupted run");
+        }
+    } else if !lake.exists().await? {
+        tracing::info!("creating a new lake at {}", lake.location());
     }
 
     let temp_root = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -185,6 +186,7 @@ pub async fn convert(
             )
         })?;
     let ctx = merge_session(options.memory_limit, scratch.path())?;
+    lake.register_store(&ctx);
 
     let jobs = options.jobs.max(1);
     let mut pending = VecDeque::new();
@@ -193,22 +195,34 @@ pub async fn convert(
     let mut seen = HashSet::new();
     loop {
         while pending.len() < jobs {
-            let Some(path) = queue.next() else { break };
+            let Some(input) = queue.next() else { break };
             let lake = lake.clone();
             let force = options.force;
             let format = options.format.clone();
             let staging = scratch.path().to_path_buf();
             let observer = observer.clone();
-            pending.push_back(tokio::task::spawn_blocking(move || {
-                let result = prepare(
-                    &lake,
-                    &path,
-                    force,
-                    format.as_ref(),
-                    &staging,
-                    observer.as_ref(),
-                );
-                (path, result)
+            pending.push_back(tokio::spawn(async move {
+                let display = input.display.clone();
+                let result = async {
+                    let fetched = discover::fetch(&input, &staging).await?;
+                    let handle = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || {
+                        prepare(
+                            &lake,
+                            &input.display,
+                            fetched.path(),
+                            force,
+                            format.as_ref(),
+                            &staging,
+                            observer.as_ref(),
+                            &handle,
+                        )
+                    })
+                    .await
+                    .context("a conversion task panicked")?
+                }
+                .await;
+                (display, result)
             }));
         }
         let Some(handle) = pending.pop_front() else {
@@ -239,7 +253,7 @@ pub async fn convert(
             .count()
     };
     Ok(RunSummary {
-        lake: lake.root().display().to_string(),
+        lake: lake.location().to_string(),
         converted: count(ArchiveStatus::Converted),
         unchanged: count(ArchiveStatus::Unchanged),
         failed: count(ArchiveStatus::Failed),
@@ -251,7 +265,7 @@ pub async fn convert(
     })
 }
 
-fn failed(path: &Path, error: String) -> ArchiveOutcome {
+fn failed(path: &str, error: String) -> ArchiveOutcome {
     let mut outcome = ArchiveOutcome::new(path, ArchiveStatus::Failed);
     outcome.error = Some(error);
     outcome
@@ -280,19 +294,23 @@ pub fn merge_session(memory_limit: usize, spill_dir: &Path) -> anyhow::Result<Se
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
-/// Phase 1: hash, look up, and stage one archive.
+/// Phase 1: hash, look up, and stage one archive (`display` is how the user
+/// named it; `path` where its bytes are on disk).
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     lake: &Lake,
+    display: &str,
     path: &Path,
     force: bool,
     forced: Option<&Format>,
     staging_root: &Path,
     observer: &dyn Observer,
+    runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<Prepared> {
     let started = Instant::now();
     let sha256 = sha256_file(path)?;
-    if !force && let Some(record) = lake.manifest().get(&sha256)? {
-        let mut outcome = ArchiveOutcome::new(path, ArchiveStatus::Unchanged);
+    if !force && let Some(record) = runtime.block_on(lake.manifest().get(&sha256))? {
+        let mut outcome = ArchiveOutcome::new(display, ArchiveStatus::Unchanged);
         outcome.sha256 = Some(sha256);
         outcome.format = Some(record.format);
         outcome.table = Some(record.table);
@@ -303,7 +321,11 @@ fn prepare(
     }
 
     let opened = source::open_archive(path).context("cannot open")?;
-    observer.archive_started(path, opened.file_bytes, opened.progress.clone());
+    observer.archive_started(
+        discover::file_name(display),
+        opened.file_bytes,
+        opened.progress.clone(),
+    );
     let dir = tempfile::Builder::new()
         .prefix("stage-")
         .tempdir_in(staging_root)
@@ -323,7 +345,7 @@ fn prepare(
         None => Vec::new(),
     };
     Ok(Prepared::Staged(StagedArchive {
-        path: path.to_path_buf(),
+        path: display.to_string(),
         sha256,
         spec: format.table_spec(),
         format,
@@ -343,8 +365,8 @@ async fn commit(
     let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
     let mut months = Vec::new();
     for (key, part) in &staged.parts {
-        let target = lake.partition_file(&staged.spec.name, key);
-        let stats = merge::merge_into(ctx, &staged.spec, &part.path, &target)
+        let target = lake.partition_path(&staged.spec.name, key);
+        let stats = merge::merge_into(ctx, lake, &staged.spec, &part.path, &target)
             .await
             .map_err(|e| {
                 if format!("{e:#}").contains("Resources exhausted") {
@@ -353,7 +375,7 @@ async fn commit(
                     e
                 }
             })
-            .with_context(|| format!("cannot merge into {}", target.display()))?;
+            .with_context(|| format!("cannot merge into {}", lake.object_url(&target)))?;
         tracing::debug!(?key, staged = part.rows, ?stats, "merged partition");
         outcome.rows_written += stats.rows_after;
         outcome.new_rows += stats.rows_after - stats.rows_before;
@@ -383,6 +405,7 @@ async fn commit(
     };
     lake.manifest()
         .put(&record)
+        .await
         .context("the data was merged but the conversion record could not be written")?;
     Ok(outcome)
 }

@@ -85,17 +85,16 @@ impl Engine {
             options,
             lake: lake.clone(),
         };
-        if !lake.exists() {
+        lake.register_store(&engine.ctx);
+        if !lake.exists().await? {
             bail!("{}", engine.empty_lake_message());
         }
-        let builtin = crate::source::table_specs();
-        for name in lake.tables().context("cannot list the lake's tables")? {
-            // A table that is not built in was written through a mapping:
-            // every mapped table has the same columns.
-            let spec = match builtin.iter().find(|s| s.name == name) {
-                Some(spec) => spec.clone(),
-                None => crate::source::mapped::table_spec(&name),
-            };
+        for name in lake
+            .tables()
+            .await
+            .context("cannot list the lake's tables")?
+        {
+            let spec = crate::source::table_spec_for(&name);
             engine.register(&spec).await?;
             engine.tables.push(spec);
         }
@@ -104,9 +103,9 @@ impl Engine {
     }
 
     async fn register(&self, spec: &TableSpec) -> anyhow::Result<()> {
-        let dir = self.lake.table_dir(&spec.name);
-        let url = ListingTableUrl::parse(format!("{}/", dir.display()))
-            .with_context(|| format!("bad table location {}", dir.display()))?;
+        let dir = self.lake.table_url(&spec.name);
+        let url =
+            ListingTableUrl::parse(&dir).with_context(|| format!("bad table location {dir}"))?;
         let listing = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![
@@ -159,8 +158,8 @@ impl Engine {
         format!(
             "the lake at {} holds no tables yet; convert archives into it first: \
              auditlake convert <PATH>... --lake {}",
-            self.lake.root().display(),
-            self.lake.root().display()
+            self.lake.location(),
+            self.lake.location()
         )
     }
 

@@ -1,14 +1,27 @@
-//! Atomic replacement of files in a local lake.
+//! Atomic replacement of month files.
 //!
-//! A file is written under a hidden temporary name in its final directory,
-//! flushed to disk, and renamed over the final name: a reader sees either the
-//! old file or the complete new one, never a half-written file, and a crash
-//! leaves at worst a hidden `.…inprogress` file that no reader lists and the
-//! next conversion removes.
+//! On disk, a file is written under a hidden temporary name in its final
+//! directory, flushed, and renamed over the final name: a reader sees either
+//! the old file or the complete new one, never a half-written file, and a
+//! crash leaves at worst a hidden `.…inprogress` file that no reader lists and
+//! the next conversion removes.
+//!
+//! On S3, the file streams up as a multipart upload that becomes the object
+//! only when completed: until then (and forever, if the run dies) readers see
+//! the previous object. Memory stays bounded by the upload's part buffer.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
+use datafusion::parquet::errors::{ParquetError, Result as ParquetResult};
+use futures::future::BoxFuture;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+
+use super::Lake;
 
 /// Suffix of files being written.
 pub const IN_PROGRESS: &str = ".inprogress";
@@ -46,6 +59,15 @@ impl PendingFile {
         })
     }
 
+    /// A pending file that was already committed (nothing to clean up).
+    fn placeholder() -> Self {
+        PendingFile {
+            temp: PathBuf::new(),
+            target: PathBuf::new(),
+            committed: true,
+        }
+    }
+
     /// Where to write the content.
     pub fn temp_path(&self) -> &Path {
         &self.temp
@@ -81,6 +103,90 @@ impl Drop for PendingFile {
                 }
             }
         }
+    }
+}
+
+/// A month file being written; readers see it only after
+/// [`MonthWriter::commit`].
+pub enum MonthWriter {
+    Local {
+        pending: PendingFile,
+        file: tokio::fs::File,
+    },
+    Remote(BufWriter),
+}
+
+impl MonthWriter {
+    /// Starts replacing the object at `path` of `lake`.
+    pub async fn create(lake: &Lake, path: &ObjectPath) -> anyhow::Result<MonthWriter> {
+        let Some(root) = lake.local_root() else {
+            return Ok(MonthWriter::Remote(BufWriter::with_capacity(
+                lake.store().clone(),
+                path.clone(),
+                UPLOAD_PART_BYTES,
+            )));
+        };
+        let target = local_file(root, lake, path);
+        let pending = PendingFile::new(&target).with_context(|| {
+            format!(
+                "cannot create a temporary file next to {}",
+                target.display()
+            )
+        })?;
+        let file = tokio::fs::File::create(pending.temp_path())
+            .await
+            .with_context(|| format!("cannot create {}", pending.temp_path().display()))?;
+        Ok(MonthWriter::Local { pending, file })
+    }
+}
+
+/// Bytes buffered per multipart upload part (S3's minimum part is 5 MiB).
+const UPLOAD_PART_BYTES: usize = 10 * 1024 * 1024;
+
+/// The file on disk of an object of a local lake.
+fn local_file(root: &Path, lake: &Lake, path: &ObjectPath) -> PathBuf {
+    let rel = path
+        .prefix_match(&lake.object_path(""))
+        .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    rel.iter().fold(root.to_path_buf(), |p, part| p.join(part))
+}
+
+/// An async Parquet sink that commits on `finish`.
+pub struct CommittingWriter {
+    inner: MonthWriter,
+}
+
+impl From<MonthWriter> for CommittingWriter {
+    fn from(inner: MonthWriter) -> Self {
+        CommittingWriter { inner }
+    }
+}
+
+impl AsyncFileWriter for CommittingWriter {
+    fn write(&mut self, bs: bytes::Bytes) -> BoxFuture<'_, ParquetResult<()>> {
+        match &mut self.inner {
+            MonthWriter::Local { file, .. } => AsyncFileWriter::write(file, bs),
+            MonthWriter::Remote(w) => AsyncFileWriter::write(w, bs),
+        }
+    }
+
+    /// Completes the file: on disk flush, fsync and rename; on S3 complete
+    /// the multipart upload. Either way the new file appears in one step.
+    fn complete(&mut self) -> BoxFuture<'_, ParquetResult<()>> {
+        Box::pin(async move {
+            match &mut self.inner {
+                MonthWriter::Local { pending, file } => {
+                    AsyncFileWriter::complete(file).await?;
+                    let pending = std::mem::replace(pending, PendingFile::placeholder());
+                    tokio::task::spawn_blocking(move || pending.commit())
+                        .await
+                        .map_err(|e| ParquetError::External(Box::new(e)))?
+                        .map_err(|e| ParquetError::External(Box::new(e)))
+                }
+                MonthWriter::Remote(w) => AsyncFileWriter::complete(w).await,
+            }
+        })
     }
 }
 

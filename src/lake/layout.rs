@@ -37,6 +37,16 @@ pub fn month_dir(root: &Path, table: &str, year: i32, month: u32) -> PathBuf {
         .join(format!("month={month:02}"))
 }
 
+/// A partition's data file relative to the lake root, slash-separated.
+pub fn partition_rel(table: &str, key: &PartitionKey) -> String {
+    format!(
+        "{table}/year={:04}/month={:02}/{}",
+        key.year,
+        key.month,
+        owner_file_name(&key.owner)
+    )
+}
+
 /// Full path of a partition's data file.
 pub fn partition_file(root: &Path, table: &str, key: &PartitionKey) -> PathBuf {
     month_dir(root, table, key.year, key.month).join(owner_file_name(&key.owner))

@@ -4,13 +4,15 @@
 //! always describes data that is in the lake. One file per archive means
 //! concurrent writers never rewrite each other's records.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use anyhow::Context;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::commit::write_atomic;
-
+use super::store_error;
 /// What the lake remembers about one converted archive.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ArchiveRecord {
@@ -42,57 +44,60 @@ pub struct ArchiveRecord {
 
 /// The records of one lake.
 pub struct Manifest {
-    dir: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    dir: ObjectPath,
 }
 
 impl Manifest {
-    pub fn new(meta_dir: &Path) -> Self {
-        Manifest {
-            dir: meta_dir.join("archives"),
-        }
+    pub fn new(store: Arc<dyn ObjectStore>, dir: ObjectPath) -> Self {
+        Manifest { store, dir }
     }
 
-    fn file(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}.json"))
+    fn file(&self, sha256: &str) -> ObjectPath {
+        self.dir.clone().join(format!("{sha256}.json"))
     }
 
     /// The record of an archive with this sha256, if it was converted.
-    pub fn get(&self, sha256: &str) -> io::Result<Option<ArchiveRecord>> {
-        match std::fs::read(self.file(sha256)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", self.file(sha256).display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    pub async fn get(&self, sha256: &str) -> anyhow::Result<Option<ArchiveRecord>> {
+        self.read(&self.file(sha256)).await
     }
 
-    pub fn put(&self, record: &ArchiveRecord) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        write_atomic(&self.file(&record.sha256), &json)
+    async fn read(&self, path: &ObjectPath) -> anyhow::Result<Option<ArchiveRecord>> {
+        let bytes = match self.store.get(path).await {
+            Ok(result) => result.bytes().await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| store_error(e, path.as_ref()))?;
+        let record = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{path}: not a conversion record"))?;
+        Ok(Some(record))
+    }
+
+    /// Writes a record in one step (a single PUT, or a rename on disk).
+    pub async fn put(&self, record: &ArchiveRecord) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(record)?;
+        let path = self.file(&record.sha256);
+        self.store
+            .put(&path, PutPayload::from(json))
+            .await
+            .map_err(|e| store_error(e, path.as_ref()))?;
+        Ok(())
     }
 
     /// All records, oldest conversion first.
-    pub fn list(&self) -> io::Result<Vec<ArchiveRecord>> {
+    pub async fn list(&self) -> anyhow::Result<Vec<ArchiveRecord>> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&self.dir))
+            .try_collect()
+            .await
+            .map_err(|e| store_error(e, self.dir.as_ref()))?;
         let mut records = Vec::new();
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(records),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let bytes = std::fs::read(&path)?;
-                let record: ArchiveRecord = serde_json::from_slice(&bytes).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{}: {e}", path.display()),
-                    )
-                })?;
+        for meta in objects {
+            if meta.location.extension() == Some("json")
+                && let Some(record) = self.read(&meta.location).await?
+            {
                 records.push(record);
             }
         }

@@ -3,17 +3,26 @@
 //! archive formats (only the [`TableSpec`](crate::table::TableSpec) shape).
 
 pub mod commit;
+pub mod ddl;
 pub mod layout;
 pub mod manifest;
 pub mod parquet;
 pub mod status;
 
 use std::fs::File;
-use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use url::Url;
 
 pub use layout::PartitionKey;
 use layout::{META_DIR, is_hidden, parse_partition_dir};
@@ -22,10 +31,19 @@ use manifest::Manifest;
 /// Environment variable naming the default lake.
 pub const LAKE_ENV: &str = "AUDITLAKE_LAKE";
 
-/// A lake rooted in a local directory.
+/// A lake: a local directory or an S3 prefix, reached through `object_store`
+/// either way. Only writing month files differs (see [`Lake::month_writer`]).
 #[derive(Clone, Debug)]
 pub struct Lake {
-    root: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    /// The root as given to users: a path, or `s3://bucket/prefix`.
+    display: String,
+    /// `s3://bucket` for S3 lakes (what DataFusion registers the store under).
+    store_url: Option<Url>,
+    /// The root inside the store.
+    prefix: ObjectPath,
+    /// The root on disk for local lakes.
+    local: Option<PathBuf>,
 }
 
 /// One data file of the lake.
@@ -33,12 +51,75 @@ pub struct Lake {
 pub struct DataFile {
     pub table: String,
     pub key: PartitionKey,
-    pub path: PathBuf,
+    pub location: ObjectPath,
     pub bytes: u64,
 }
 
+/// True for `s3://…` (and `s3a://…`) locations.
+pub fn is_s3(location: &str) -> bool {
+    location.starts_with("s3://") || location.starts_with("s3a://")
+}
+
+/// An S3 store for `bucket`, configured from the standard AWS environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
+/// Retries are bounded so that a wrong endpoint or credentials fail within
+/// about 30 seconds rather than hanging a scheduled job.
+pub fn s3_store(url: &Url) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let bucket = url
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .with_context(|| format!("{url}: an S3 location needs a bucket: s3://BUCKET/PREFIX"))?;
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(15),
+            ..RetryConfig::default()
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(60)),
+        );
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        builder = builder.with_region("us-east-1");
+    }
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        // S3-compatible servers are addressed by path, not virtual host.
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(false);
+    }
+    let store = builder
+        .build()
+        .with_context(|| format!("cannot configure S3 access for {url}"))?;
+    Ok(Arc::new(store))
+}
+
 impl Lake {
-    /// A lake at `root` (which need not exist yet: converting creates it).
+    /// A lake at `location`: `s3://bucket/prefix` or a local directory
+    /// (which need not exist yet: converting creates it).
+    pub fn open(location: &str) -> anyhow::Result<Self> {
+        if !is_s3(location) {
+            return Lake::local(location);
+        }
+        let url = Url::parse(location).with_context(|| format!("{location}: not a valid URL"))?;
+        let store = s3_store(&url)?;
+        let prefix = ObjectPath::parse(url.path().trim_matches('/'))
+            .with_context(|| format!("{location}: not a valid S3 prefix"))?;
+        let store_url = Url::parse(&format!("s3://{}", url.host_str().unwrap_or_default()))?;
+        Ok(Lake {
+            store,
+            display: location.trim_end_matches('/').to_string(),
+            store_url: Some(store_url),
+            prefix,
+            local: None,
+        })
+    }
+
+    /// A lake in a local directory.
     pub fn local(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let root: PathBuf = root.into();
         let root = if root.is_absolute() {
@@ -48,41 +129,98 @@ impl Lake {
                 .context("cannot resolve the lake path: the current directory is unavailable")?
                 .join(root)
         };
-        Ok(Lake { root })
+        let prefix = ObjectPath::from_absolute_path(&root)
+            .with_context(|| format!("{}: not a usable lake path", root.display()))?;
+        Ok(Lake {
+            store: Arc::new(LocalFileSystem::new()),
+            display: root.display().to_string(),
+            store_url: None,
+            prefix,
+            local: Some(root),
+        })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The lake's location as users wrote it (a path or an `s3://` URL).
+    pub fn location(&self) -> &str {
+        &self.display
     }
 
-    pub fn exists(&self) -> bool {
-        self.root.is_dir()
+    /// The root directory of a local lake.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local.as_deref()
     }
 
-    /// The bookkeeping directory (`_auditlake`).
-    pub fn meta_dir(&self) -> PathBuf {
-        self.root.join(META_DIR)
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Lets `ctx` read this lake's objects (S3 lakes; local files need nothing).
+    pub fn register_store(&self, ctx: &SessionContext) {
+        if let Some(url) = &self.store_url {
+            ctx.register_object_store(url, self.store.clone());
+        }
+    }
+
+    /// `rel` (slash-separated) under the lake root, in the store.
+    pub fn object_path(&self, rel: &str) -> ObjectPath {
+        let mut path = self.prefix.clone();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            path = path.clone().join(part);
+        }
+        path
+    }
+
+    /// A URL DataFusion can read an object of this lake at.
+    pub fn object_url(&self, path: &ObjectPath) -> String {
+        match &self.store_url {
+            Some(url) => format!("{}/{path}", url.as_str().trim_end_matches('/')),
+            None => format!("/{path}"),
+        }
+    }
+
+    /// URL of a table's directory, for a listing table.
+    pub fn table_url(&self, table: &str) -> String {
+        let dir = self.object_url(&self.object_path(table));
+        format!("{dir}/")
     }
 
     pub fn manifest(&self) -> Manifest {
-        Manifest::new(&self.meta_dir())
+        Manifest::new(
+            self.store.clone(),
+            self.object_path(&format!("{META_DIR}/archives")),
+        )
     }
 
-    pub fn table_dir(&self, table: &str) -> PathBuf {
-        self.root.join(table)
+    /// Where a partition's data file lives.
+    pub fn partition_path(&self, table: &str, key: &PartitionKey) -> ObjectPath {
+        self.object_path(&layout::partition_rel(table, key))
     }
 
-    pub fn partition_file(&self, table: &str, key: &PartitionKey) -> PathBuf {
-        layout::partition_file(&self.root, table, key)
+    /// Whether the lake holds anything. For S3 this also proves the bucket
+    /// and credentials work.
+    pub async fn exists(&self) -> anyhow::Result<bool> {
+        if let Some(root) = &self.local {
+            return Ok(root.is_dir());
+        }
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(|e| store_error(e, &self.display))?;
+        Ok(!listing.common_prefixes.is_empty() || !listing.objects.is_empty())
     }
 
     /// Takes the lake's writer lock, waiting if another conversion holds it.
     /// Two conversions merging into the same month file at once would lose
-    /// one of the merges; the lock serialises them.
-    pub fn lock_for_writing(&self) -> anyhow::Result<LakeLock> {
-        let dir = self.meta_dir();
+    /// one of the merges; the lock serialises them. S3 has no locks: one
+    /// conversion at a time per S3 lake is the scheduler's job.
+    pub fn lock_for_writing(&self) -> anyhow::Result<Option<LakeLock>> {
+        let Some(root) = &self.local else {
+            return Ok(None);
+        };
+        let dir = root.join(META_DIR);
         std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the lake at {}", self.root.display()))?;
+            .with_context(|| format!("cannot create the lake at {}", root.display()))?;
         let path = dir.join("lock");
         let file = File::options()
             .create(true)
@@ -101,85 +239,120 @@ impl Lake {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()));
             }
         }
-        Ok(LakeLock { _file: file })
+        Ok(Some(LakeLock { _file: file }))
     }
 
     /// Table names: the visible top-level directories.
-    pub fn tables(&self) -> io::Result<Vec<String>> {
-        let mut tables = Vec::new();
-        for entry in read_dir_if_exists(&self.root)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_dir() && !is_hidden(&name) {
-                tables.push(name);
-            }
+    pub async fn tables(&self) -> anyhow::Result<Vec<String>> {
+        if self.local.as_ref().is_some_and(|r| !r.is_dir()) {
+            return Ok(Vec::new());
         }
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(|e| store_error(e, &self.display))?;
+        let mut tables: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|name| !is_hidden(name))
+            .collect();
         tables.sort();
         Ok(tables)
     }
 
     /// Every data file of a table, ordered by month then owner.
-    pub fn data_files(&self, table: &str) -> io::Result<Vec<DataFile>> {
+    pub async fn data_files(&self, table: &str) -> anyhow::Result<Vec<DataFile>> {
+        let dir = self.object_path(table);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| store_error(e, &self.display))?;
         let mut files = Vec::new();
-        for year_entry in read_dir_if_exists(&self.table_dir(table))? {
-            let year_entry = year_entry?;
-            let Some(year) = parse_partition_dir(&year_entry.file_name().to_string_lossy(), "year")
-            else {
+        for meta in objects {
+            let Some(rel) = meta.location.prefix_match(&dir) else {
                 continue;
             };
-            for month_entry in std::fs::read_dir(year_entry.path())? {
-                let month_entry = month_entry?;
-                let Some(month) =
-                    parse_partition_dir(&month_entry.file_name().to_string_lossy(), "month")
-                else {
-                    continue;
-                };
-                for file in std::fs::read_dir(month_entry.path())? {
-                    let file = file?;
-                    let name = file.file_name().to_string_lossy().into_owned();
-                    let Some(owner) = name.strip_suffix(".parquet") else {
-                        continue;
-                    };
-                    if is_hidden(&name) {
-                        continue;
-                    }
-                    files.push(DataFile {
-                        table: table.to_string(),
-                        key: PartitionKey {
-                            year: year as i32,
-                            month,
-                            owner: owner.to_string(),
-                        },
-                        path: file.path(),
-                        bytes: file.metadata()?.len(),
-                    });
-                }
+            let parts: Vec<String> = rel.map(|p| p.as_ref().to_string()).collect();
+            let [year, month, name] = parts.as_slice() else {
+                continue;
+            };
+            let (Some(year), Some(month), Some(owner)) = (
+                parse_partition_dir(year, "year"),
+                parse_partition_dir(month, "month"),
+                name.strip_suffix(".parquet"),
+            ) else {
+                continue;
+            };
+            if is_hidden(name) {
+                continue;
             }
+            files.push(DataFile {
+                table: table.to_string(),
+                key: PartitionKey {
+                    year: year as i32,
+                    month,
+                    owner: owner.to_string(),
+                },
+                location: meta.location,
+                bytes: meta.size,
+            });
         }
         files.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(files)
     }
+
+    /// Row count of a data file, from its footer only; None when it does not exist.
+    pub async fn row_count(&self, path: &ObjectPath) -> anyhow::Result<Option<u64>> {
+        let size = match self.store.head(path).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error(e, &self.object_url(path))),
+        };
+        // The footer: metadata, its length (4 bytes LE) and the magic `PAR1`.
+        let not_parquet = || format!("{} is not a readable Parquet file", self.object_url(path));
+        let fetch = |range: std::ops::Range<u64>| async move {
+            self.store
+                .get_range(path, range)
+                .await
+                .map_err(|e| store_error(e, &self.object_url(path)))
+        };
+        anyhow::ensure!(size >= 12, not_parquet());
+        let tail = fetch(size - 8..size).await?;
+        anyhow::ensure!(&tail[4..] == b"PAR1", not_parquet());
+        let len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+        anyhow::ensure!(len + 8 <= size, not_parquet());
+        let footer = fetch(size - 8 - len..size - 8).await?;
+        let metadata = ParquetMetaDataReader::decode_metadata(&footer).with_context(not_parquet)?;
+        Ok(Some(metadata.file_metadata().num_rows() as u64))
+    }
+}
+
+/// Says which object store failed and why in one line, never the credentials.
+pub fn store_error(e: object_store::Error, location: &str) -> anyhow::Error {
+    let reason = match &e {
+        object_store::Error::NotFound { .. } => "not found".to_string(),
+        _ => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let more = s.to_string();
+                if !text.contains(&more) {
+                    text.push_str(": ");
+                    text.push_str(&more);
+                }
+                source = s.source();
+            }
+            text.replace('\n', " ")
+        }
+    };
+    anyhow::anyhow!("{location}: {reason}")
 }
 
 /// Held while converting; released on drop.
 pub struct LakeLock {
     _file: File,
-}
-
-fn read_dir_if_exists(
-    dir: &Path,
-) -> io::Result<Box<dyn Iterator<Item = io::Result<std::fs::DirEntry>>>> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => Ok(Box::new(entries)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
-        Err(e) => Err(e),
-    }
-}
-
-/// Row count of a Parquet file, from its footer only.
-pub fn parquet_row_count(path: &Path) -> anyhow::Result<u64> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = SerializedFileReader::new(file)
-        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
-    Ok(reader.metadata().file_metadata().num_rows() as u64)
 }

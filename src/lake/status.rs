@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use super::Lake;
 use super::manifest::ArchiveRecord;
-use super::{Lake, parquet_row_count};
 
 #[derive(Debug, Serialize)]
 pub struct LakeStatus {
@@ -33,9 +33,9 @@ pub struct MonthStatus {
 }
 
 impl Lake {
-    pub fn status(&self) -> anyhow::Result<LakeStatus> {
+    pub async fn status(&self) -> anyhow::Result<LakeStatus> {
         let mut tables = Vec::new();
-        for name in self.tables()? {
+        for name in self.tables().await? {
             let mut table = TableStatus {
                 name: name.clone(),
                 files: 0,
@@ -43,8 +43,8 @@ impl Lake {
                 bytes: 0,
                 months: Vec::new(),
             };
-            for file in self.data_files(&name)? {
-                let rows = parquet_row_count(&file.path)?;
+            for file in self.data_files(&name).await? {
+                let rows = self.row_count(&file.location).await?.unwrap_or(0);
                 let label = file.key.month_label();
                 if table.months.last().is_none_or(|m| m.month != label) {
                     table.months.push(MonthStatus {
@@ -65,9 +65,9 @@ impl Lake {
             tables.push(table);
         }
         Ok(LakeStatus {
-            lake: self.root().display().to_string(),
+            lake: self.location().to_string(),
             tables,
-            archives: self.manifest().list()?,
+            archives: self.manifest().list().await?,
         })
     }
 }

@@ -116,7 +116,7 @@ impl Shell {
         println!(
             "auditlake {} — SQL over {}; .help for help, Ctrl-D to quit",
             env!("CARGO_PKG_VERSION"),
-            self.engine.lake().root().display()
+            self.engine.lake().location()
         );
         loop {
             match editor.readline("auditlake> ") {

@@ -32,6 +32,15 @@ pub fn table_specs() -> Vec<TableSpec> {
     vec![heroku::table_spec(), terraform::table_spec()]
 }
 
+/// The spec of a table found in a lake: a built-in table, else a table
+/// written through a mapping (every mapped table has the same columns).
+pub fn table_spec_for(name: &str) -> TableSpec {
+    table_specs()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| mapped::table_spec(name))
+}
+
 /// The formats auditlake reads.
 #[derive(Clone, Debug)]
 pub enum Format {
