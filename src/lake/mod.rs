@@ -78,7 +78,11 @@ pub fn s3_store(url: &Url) -> anyhow::Result<Arc<dyn ObjectStore>> {
             ..RetryConfig::default()
         })
         .with_client_options(
+            // Replaces the client options from_env read: carry AWS_ALLOW_HTTP over.
             ClientOptions::new()
+                .with_allow_http(
+                    std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true")),
+                )
                 .with_connect_timeout(Duration::from_secs(5))
                 .with_timeout(Duration::from_secs(60)),
         );
