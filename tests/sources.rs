@@ -420,3 +420,49 @@ fn mapping_errors_name_the_file_record_and_field() {
         )
     );
 }
+
+#[test]
+fn ndjson_exports_with_ids_and_epoch_times_map_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mapping = dir.path().join("app.toml");
+    std::fs::write(
+        &mapping,
+        "table = \"appaudit\"\nformat = \"ndjson\"\naccount = \"acme\"\n[fields]\n\
+         id = \"event_id\"\ncreated_at = { field = \"ts\", format = \"unix\" }\n\
+         actor = \"user.email\"\naction = \"verb\"\nip_address = \"ip\"\n",
+    )
+    .unwrap();
+    let input = dir.path().join("export.ndjson");
+    // 1709632800 = 2024-03-05T10:00:00Z; e2 comes twice (the later line wins).
+    std::fs::write(
+        &input,
+        "{\"event_id\":\"e1\",\"ts\":1709632800,\"user\":{\"email\":\"ann@acme.io\"},\"verb\":\"login\",\"ip\":\"10.0.0.1\"}\n\
+         \n\
+         {\"event_id\":\"e2\",\"ts\":\"1709632801.5\",\"user\":{\"email\":\"bob@acme.io\"},\"verb\":\"logout\"}\n\
+         {\"event_id\":\"e2\",\"ts\":\"1709632801.5\",\"user\":{\"email\":\"bob@acme.io\"},\"verb\":\"logout\",\"note\":\"again\"}\n",
+    )
+    .unwrap();
+    let out = auditlake(&[
+        "convert",
+        "--lake",
+        lake_arg(&lake),
+        "--mapping",
+        mapping.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        csv(
+            &lake,
+            &["SELECT id, created_at, action, actor, ip_address, data FROM appaudit ORDER BY id"]
+        ),
+        "id,created_at,action,actor,ip_address,data\n\
+e1,2024-03-05T10:00:00Z,login,ann@acme.io,10.0.0.1,\"{\"\"ts\"\":1709632800,\"\"user\"\":{\"\"email\"\":\"\"ann@acme.io\"\"}}\"\n\
+e2,2024-03-05T10:00:01.500Z,logout,bob@acme.io,,\"{\"\"ts\"\":\"\"1709632801.5\"\",\"\"user\"\":{\"\"email\"\":\"\"bob@acme.io\"\"},\"\"note\"\":\"\"again\"\"}\"\n"
+    );
+    assert_eq!(
+        data_files(&lake),
+        ["appaudit/year=2024/month=03/acme.parquet"]
+    );
+}
