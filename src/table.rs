@@ -14,6 +14,12 @@ pub struct TableSpec {
     pub time_column: &'static str,
     /// Column naming the account an event belongs to: one file per owner and month.
     pub owner_column: &'static str,
+    /// Order of rows inside a data file (ascending, nulls last), recorded in
+    /// the footer. Leading with the columns most queries filter on by
+    /// equality keeps each value's rows in a few pages, so page statistics
+    /// skip the rest and the runs compress well; it ends with the key, so the
+    /// order is total and files are reproducible.
+    pub sort_columns: &'static [&'static str],
     /// Unique key: when a key comes again, the newest conversion's row wins.
     pub key_column: &'static str,
     /// Low-cardinality columns worth dictionary encoding.

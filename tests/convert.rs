@@ -79,18 +79,19 @@ async fn converts_three_months_into_hive_partitions() {
     assert!(lines[3].starts_with("total: 3 archives (3 converted, 0 unchanged, 0 failed), 14 entries, 18 rows written (14 new), "), "{}", lines[3]);
 
     // Partition by each event's own time: the 2024-01-31T23:59:59Z event of
-    // February's archive is in January, sorted last.
+    // February's archive is in January. Inside a file rows are ordered by
+    // app (nulls last), type, time, id (see testdata/README.md).
     assert_eq!(
         ids_in(&lake.join(JAN)).await,
-        [id(1), id(2), id(3), id(4), id(10)]
+        [id(1), id(3), id(2), id(10), id(4)]
     );
     assert_eq!(
         ids_in(&lake.join(FEB)).await,
-        [id(11), id(12), id(13), id(14)]
+        [id(13), id(12), id(14), id(11)]
     );
     assert_eq!(
         ids_in(&lake.join(MAR)).await,
-        [id(21), id(22), id(23), id(24), id(25)]
+        [id(23), id(21), id(22), id(25), id(24)]
     );
 
     let per_month = query_lake(
@@ -340,8 +341,20 @@ fn parquet_files_are_written_for_fast_reads() {
     assert_eq!(meta.file_metadata().num_rows(), 5);
     let rg = meta.row_group(0);
     let sorting = rg.sorting_columns().expect("sorting columns recorded");
-    assert_eq!(sorting.len(), 1);
-    assert_eq!((sorting[0].column_idx, sorting[0].descending), (1, false));
+    // app_name (7), type (2), created_at (1), id (0); ascending, nulls last.
+    let order: Vec<_> = sorting
+        .iter()
+        .map(|s| (s.column_idx, s.descending, s.nulls_first))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (7, false, false),
+            (2, false, false),
+            (1, false, false),
+            (0, false, false)
+        ]
+    );
     for col in rg.columns() {
         let name = col.column_path().string();
         assert!(
@@ -429,9 +442,11 @@ async fn a_reexported_month_merges_without_loss() {
 
     let out = convert_ok(&lake, &[&testdata("heroku-reexport")]);
     assert_eq!(stdout(&out), "", "--quiet prints nothing");
+    // billing-api: code_release 23, collaborator 27, config_change 21 22 26
+    // 28; web-frontend: addon 25, config_change 24.
     assert_eq!(
         ids_in(&lake.join(MAR)).await,
-        [21, 22, 23, 24, 25, 26, 27, 28].map(id)
+        [23, 27, 21, 22, 26, 28, 25, 24].map(id)
     );
     assert_eq!(
         std::fs::read(lake.join(JAN)).unwrap(),
@@ -470,7 +485,7 @@ async fn a_late_event_in_the_next_archive_joins_its_month() {
     );
     assert_eq!(
         ids_in(&lake.join(JAN)).await,
-        [id(1), id(2), id(3), id(4), id(10)]
+        [id(1), id(3), id(2), id(10), id(4)]
     );
 }
 

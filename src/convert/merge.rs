@@ -59,7 +59,12 @@ pub async fn merge_into(
         .collect();
     let columns = columns.join(", ");
     let key = ident(spec.key_column);
-    let time = ident(spec.time_column);
+    let order: Vec<String> = spec
+        .sort_columns
+        .iter()
+        .map(|c| format!("{} ASC NULLS LAST", ident(c)))
+        .collect();
+    let order = order.join(", ");
     let entry = ident(ENTRY_COLUMN);
 
     let options = ParquetReadOptions::default();
@@ -90,7 +95,7 @@ pub async fn merge_into(
         "SELECT {columns} FROM (\
            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY _order DESC, _entry DESC) AS _rank \
            FROM ({sources})\
-         ) WHERE _rank = 1 ORDER BY {time}, {key}"
+         ) WHERE _rank = 1 ORDER BY {order}"
     );
 
     let result = write_query(ctx, lake, spec, &sql, target).await;

@@ -20,10 +20,18 @@ const BLOOM_NDV: u64 = 10_000;
 /// indexes), bloom filters on equality-filtered columns, and the sort order
 /// recorded in the footer.
 pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
-    let time_index = spec
-        .schema
-        .index_of(spec.time_column)
-        .expect("the time column is in the schema");
+    let sorting = spec
+        .sort_columns
+        .iter()
+        .map(|c| SortingColumn {
+            column_idx: spec
+                .schema
+                .index_of(c)
+                .expect("sort columns are in the schema") as i32,
+            descending: false,
+            nulls_first: false,
+        })
+        .collect();
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
@@ -31,11 +39,7 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(false)
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: time_index as i32,
-            descending: false,
-            nulls_first: false,
-        }]))
+        .set_sorting_columns(Some(sorting))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             "auditlake.table".to_string(),
             spec.name.to_string(),

@@ -68,6 +68,8 @@ pub fn table_spec() -> TableSpec {
         schema: SCHEMA.clone(),
         time_column: "created_at",
         owner_column: "enterprise_account_name",
+        // "What happened to app X (of type T) in month M" is the common question.
+        sort_columns: &["app_name", "type", "created_at", "id"],
         key_column: "id",
         // Few distinct values per month: dictionary pages make them tiny and
         // let readers compare codes instead of strings.

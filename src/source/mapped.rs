@@ -55,6 +55,7 @@ pub fn table_spec(table: &str) -> TableSpec {
         schema: SCHEMA.clone(),
         time_column: "created_at",
         owner_column: "account",
+        sort_columns: &["created_at", "id"],
         key_column: "id",
         dictionary_columns: &["type", "action", "actor", "actor_id", "role", "account"],
         bloom_filter_columns: &["actor", "target"],

@@ -62,6 +62,7 @@ pub fn table_spec() -> TableSpec {
         schema: SCHEMA.clone(),
         time_column: "created_at",
         owner_column: "auth_organization_id",
+        sort_columns: &["created_at", "id"],
         key_column: "id",
         dictionary_columns: &[
             "version",
