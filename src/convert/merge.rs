@@ -19,7 +19,7 @@ use futures::StreamExt;
 
 use object_store::path::Path as ObjectPath;
 
-use super::stage::ENTRY_COLUMN;
+use super::stage::{ENTRY_COLUMN, StagedPart};
 use crate::lake::Lake;
 use crate::lake::commit::{CommittingWriter, MonthWriter};
 use crate::lake::parquet::writer_properties;
@@ -43,9 +43,11 @@ pub async fn merge_into(
     ctx: &SessionContext,
     lake: &Lake,
     spec: &TableSpec,
-    staged: &Path,
+    staged: &StagedPart,
     target: &ObjectPath,
 ) -> anyhow::Result<MergeStats> {
+    let repeated_keys = staged.repeated_keys;
+    let staged = staged.path.as_path();
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let new_table = format!("merge_new_{n}");
@@ -81,22 +83,28 @@ pub async fn merge_into(
     }
     let rows_before = rows_before.unwrap_or(0);
 
-    let sources = if has_old {
-        format!(
-            "SELECT {columns}, CAST(0 AS BIGINT) AS _order, CAST(0 AS BIGINT) AS _entry FROM {old_table} \
-             UNION ALL SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
-        )
+    let sql = if !has_old && !repeated_keys {
+        // A new month file whose staged keys are all distinct: nothing to
+        // dedupe, one sort.
+        format!("SELECT {columns} FROM {new_table} ORDER BY {order}")
     } else {
+        let sources = if has_old {
+            format!(
+                "SELECT {columns}, CAST(0 AS BIGINT) AS _order, CAST(0 AS BIGINT) AS _entry FROM {old_table} \
+                 UNION ALL SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
+            )
+        } else {
+            format!(
+                "SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
+            )
+        };
         format!(
-            "SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
+            "SELECT {columns} FROM (\
+               SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY _order DESC, _entry DESC) AS _rank \
+               FROM ({sources})\
+             ) WHERE _rank = 1 ORDER BY {order}"
         )
     };
-    let sql = format!(
-        "SELECT {columns} FROM (\
-           SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY _order DESC, _entry DESC) AS _rank \
-           FROM ({sources})\
-         ) WHERE _rank = 1 ORDER BY {order}"
-    );
 
     let result = write_query(ctx, lake, spec, &sql, target).await;
     let _ = ctx.deregister_table(&new_table);

@@ -366,7 +366,7 @@ async fn commit(
     let mut months = Vec::new();
     for (key, part) in &staged.parts {
         let target = lake.partition_path(&staged.spec.name, key);
-        let stats = merge::merge_into(ctx, lake, &staged.spec, &part.path, &target)
+        let stats = merge::merge_into(ctx, lake, &staged.spec, part, &target)
             .await
             .map_err(|e| {
                 if format!("{e:#}").contains("Resources exhausted") {

@@ -3,8 +3,9 @@
 //! bounded whatever the archive's size and a rejected archive leaves nothing
 //! behind in the lake.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +31,16 @@ pub const ENTRY_COLUMN: &str = "_entry";
 pub struct StagedPart {
     pub path: PathBuf,
     pub rows: u64,
+    /// Whether a key may occur twice among the staged rows (a hash of each
+    /// key is remembered; a collision only costs the dedupe it skips).
+    pub repeated_keys: bool,
+}
+
+/// Hashes of the keys staged for one partition.
+#[derive(Default)]
+struct SeenKeys {
+    hashes: HashSet<u64>,
+    repeated: bool,
 }
 
 /// Writes staged rows, one file per partition.
@@ -38,8 +49,9 @@ pub struct Stager {
     spec: TableSpec,
     staged_schema: SchemaRef,
     owner_fallback: String,
-    writers: HashMap<PartitionKey, (ArrowWriter<File>, PathBuf)>,
+    writers: HashMap<PartitionKey, (ArrowWriter<File>, PathBuf, SeenKeys)>,
     month: MonthCache,
+    hasher: std::hash::RandomState,
 }
 
 impl Stager {
@@ -58,6 +70,7 @@ impl Stager {
             owner_fallback,
             writers: HashMap::new(),
             month: MonthCache::default(),
+            hasher: std::hash::RandomState::new(),
         }
     }
 
@@ -71,6 +84,10 @@ impl Stager {
         let owners = batch
             .column_by_name(self.spec.owner_column)
             .context("owner column missing")?
+            .as_string::<i32>();
+        let keys = batch
+            .column_by_name(self.spec.key_column)
+            .context("key column missing")?
             .as_string::<i32>();
         // Group row indices by partition, looking keys up only when they change.
         let mut groups: Vec<(PartitionKey, Vec<u32>)> = Vec::new();
@@ -104,17 +121,36 @@ impl Stager {
             let part = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {
-                take_record_batch(batch, &datafusion::arrow::array::UInt32Array::from(rows))?
+                take_record_batch(
+                    batch,
+                    &datafusion::arrow::array::UInt32Array::from(rows.clone()),
+                )?
             };
             let mut columns = part.columns().to_vec();
             columns.push(Arc::new(entries));
             let staged = RecordBatch::try_new(self.staged_schema.clone(), columns)?;
-            self.writer(key)?.write(&staged)?;
+            let hasher = self.hasher.clone();
+            let (writer, seen) = self.writer(key)?;
+            writer.write(&staged)?;
+            if !seen.repeated {
+                for &row in &rows {
+                    if !seen
+                        .hashes
+                        .insert(hasher.hash_one(keys.value(row as usize)))
+                    {
+                        seen.repeated = true;
+                        break;
+                    }
+                }
+            }
         }
         Ok(())
     }
 
-    fn writer(&mut self, key: PartitionKey) -> anyhow::Result<&mut ArrowWriter<File>> {
+    fn writer(
+        &mut self,
+        key: PartitionKey,
+    ) -> anyhow::Result<(&mut ArrowWriter<File>, &mut SeenKeys)> {
         if !self.writers.contains_key(&key) {
             let path = self
                 .dir
@@ -128,22 +164,24 @@ impl Stager {
                 .set_max_row_group_row_count(Some(64 * 1024))
                 .build();
             let writer = ArrowWriter::try_new(file, self.staged_schema.clone(), Some(props))?;
-            self.writers.insert(key.clone(), (writer, path));
+            self.writers
+                .insert(key.clone(), (writer, path, SeenKeys::default()));
         }
-        let (writer, _) = self.writers.get_mut(&key).expect("inserted above");
-        Ok(writer)
+        let (writer, _, seen) = self.writers.get_mut(&key).expect("inserted above");
+        Ok((writer, seen))
     }
 
     /// Closes every staging file; returns the parts by partition.
     pub fn finish(self) -> anyhow::Result<Vec<(PartitionKey, StagedPart)>> {
         let mut parts = Vec::with_capacity(self.writers.len());
-        for (key, (writer, path)) in self.writers {
+        for (key, (writer, path, seen)) in self.writers {
             let meta = writer.close()?;
             parts.push((
                 key,
                 StagedPart {
                     path,
                     rows: meta.file_metadata().num_rows() as u64,
+                    repeated_keys: seen.repeated,
                 },
             ));
         }
