@@ -23,11 +23,12 @@ if [ ! -x "$WORK/venv/bin/python" ]; then
   "$WORK/venv/bin/pip" install --quiet duckdb pytz
 fi
 PY="$WORK/venv/bin/python"
-cargo build --quiet --release --bin auditlake --example gen_archives
+cargo build --quiet --release --bin auditlake
 BIN=target/release/auditlake
 
 ARCHIVES="$WORK/archives-$MONTHS-$PER_MONTH"
 if [ ! -d "$ARCHIVES" ]; then
+  cargo build --quiet --release --example gen_archives
   target/release/examples/gen_archives --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
 fi
 N_MONTHS=$(ls "$ARCHIVES"/*.json.gz | wc -l)
