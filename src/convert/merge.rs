@@ -3,10 +3,12 @@
 //! The new file holds every row of the old file and of the staged rows, once
 //! per key (`id`): when a key comes again the staged (newest) row wins, and
 //! among staged duplicates the later entry of the archive wins. Rows are
-//! sorted by time (then key, so the output is deterministic). DataFusion does
-//! the heavy lifting — its sorts spill to disk under the session's memory
-//! limit, so a month of any size merges in bounded memory — and the result
-//! streams into a hidden temporary file that is renamed over the old one.
+//! sorted by the table's sort columns (ending with the key, so the output is
+//! deterministic); a new month file without repeated keys skips the dedupe.
+//! DataFusion does the heavy lifting — its sorts spill to disk under the
+//! session's memory limit, so a month of any size merges in bounded memory —
+//! and the result streams into the month file, which appears in one step
+//! (rename on disk, completed multipart upload on S3).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
