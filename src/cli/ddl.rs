@@ -1,18 +1,10 @@
 //! `auditlake ddl`: DDL that registers the lake in another engine.
 
-use crate::cli::{DdlArgs, DdlEngine};
-use crate::lake::Lake;
+use crate::cli::{DdlArgs, DdlEngine, open_existing_lake};
 use crate::lake::ddl::{Engine, Location, render};
 
 pub async fn run(args: DdlArgs) -> anyhow::Result<bool> {
-    let lake = Lake::open(&args.lake.lake)?;
-    if !lake.exists().await? {
-        anyhow::bail!(
-            "no lake at {}: convert archives first (auditlake convert <PATH>... --lake {})",
-            lake.location(),
-            args.lake.lake
-        );
-    }
+    let lake = open_existing_lake(&args.lake).await?;
     let tables: Vec<_> = lake
         .tables()
         .await?

@@ -28,6 +28,19 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// Opens the lake of `arg`, which must already hold something.
+pub async fn open_existing_lake(arg: &LakeArg) -> anyhow::Result<crate::lake::Lake> {
+    let lake = crate::lake::Lake::open(&arg.lake)?;
+    if !lake.exists().await? {
+        anyhow::bail!(
+            "no lake at {}: convert archives first (auditlake convert <PATH>... --lake {})",
+            lake.location(),
+            arg.lake
+        );
+    }
+    Ok(lake)
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct LakeArg {
     /// Lake: a directory or s3://BUCKET/PREFIX [default: $AUDITLAKE_LAKE, else ./lake]

@@ -1,17 +1,9 @@
 //! `auditlake status`: what the lake holds.
 
-use crate::cli::{StatusArgs, human_bytes};
-use crate::lake::Lake;
+use crate::cli::{StatusArgs, human_bytes, open_existing_lake};
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
-    let lake = Lake::open(&args.lake.lake)?;
-    if !lake.exists().await? {
-        anyhow::bail!(
-            "no lake at {}: convert archives first (auditlake convert <PATH>... --lake {})",
-            lake.location(),
-            args.lake.lake
-        );
-    }
+    let lake = open_existing_lake(&args.lake).await?;
     let status = lake.status().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -165,17 +165,18 @@ impl Mapping {
             .id
             .map(|f| rule("id", f, false).map(|r| r.0))
             .transpose()?;
+        // In MAPPED_FIELDS order.
         let optional = [
-            ("type", fields.type_),
-            ("action", fields.action),
-            ("actor", fields.actor),
-            ("actor_id", fields.actor_id),
-            ("target", fields.target),
-            ("ip_address", fields.ip_address),
-            ("role", fields.role),
+            fields.type_,
+            fields.action,
+            fields.actor,
+            fields.actor_id,
+            fields.target,
+            fields.ip_address,
+            fields.role,
         ];
         let mut rules: [Option<FieldRule>; 7] = Default::default();
-        for (slot, (name, spec)) in rules.iter_mut().zip(optional) {
+        for ((slot, name), spec) in rules.iter_mut().zip(MAPPED_FIELDS).zip(optional) {
             *slot = spec
                 .map(|f| rule(name, f, false).map(|r| r.0))
                 .transpose()?;
