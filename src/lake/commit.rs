@@ -190,13 +190,6 @@ impl AsyncFileWriter for CommittingWriter {
     }
 }
 
-/// Writes `bytes` to `target` atomically.
-pub fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let pending = PendingFile::new(target)?;
-    std::fs::write(pending.temp_path(), bytes)?;
-    pending.commit()
-}
-
 /// Removes `.…inprogress` files left in `dir` (recursively) by a crashed run.
 /// Returns how many were removed.
 pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
@@ -224,6 +217,12 @@ pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
+        let pending = PendingFile::new(target)?;
+        std::fs::write(pending.temp_path(), bytes)?;
+        pending.commit()
+    }
 
     #[test]
     fn uncommitted_files_vanish_and_committed_ones_replace() {

@@ -10,8 +10,6 @@
 //! why bookkeeping lives under `_auditlake` and files being written are
 //! hidden `.…inprogress` names until they are committed.
 
-use std::path::{Path, PathBuf};
-
 /// Where one owner's events of one UTC calendar month live.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
@@ -30,13 +28,6 @@ impl PartitionKey {
 /// Directory name of the bookkeeping area inside a lake.
 pub const META_DIR: &str = "_auditlake";
 
-/// `<table>/year=YYYY/month=MM`, relative to the lake root.
-pub fn month_dir(root: &Path, table: &str, year: i32, month: u32) -> PathBuf {
-    root.join(table)
-        .join(format!("year={year:04}"))
-        .join(format!("month={month:02}"))
-}
-
 /// A partition's data file relative to the lake root, slash-separated.
 pub fn partition_rel(table: &str, key: &PartitionKey) -> String {
     format!(
@@ -45,11 +36,6 @@ pub fn partition_rel(table: &str, key: &PartitionKey) -> String {
         key.month,
         owner_file_name(&key.owner)
     )
-}
-
-/// Full path of a partition's data file.
-pub fn partition_file(root: &Path, table: &str, key: &PartitionKey) -> PathBuf {
-    month_dir(root, table, key.year, key.month).join(owner_file_name(&key.owner))
 }
 
 /// File name for an owner: bytes outside `[A-Za-z0-9._-]` are
@@ -104,8 +90,8 @@ mod tests {
             owner: "acme".into(),
         };
         assert_eq!(
-            partition_file(Path::new("/l"), "heroku", &key),
-            Path::new("/l/heroku/year=2024/month=03/acme.parquet")
+            partition_rel("heroku", &key),
+            "heroku/year=2024/month=03/acme.parquet"
         );
         assert_eq!(key.month_label(), "2024-03");
         assert_eq!(parse_partition_dir("month=03", "month"), Some(3));

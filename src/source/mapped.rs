@@ -15,27 +15,18 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::entry::{ExtraObject, RawEntry, compact_json, parse_timestamp, string_or_null};
-use super::mapping::{FieldRule, Mapping, TimeFormat};
+use super::mapping::{FieldRule, MAPPED_FIELDS, Mapping, TimeFormat};
 use super::{Position, SourceError};
 use crate::table::TableSpec;
 
-/// The columns of every mapped table, in order.
-pub const COLUMNS: [&str; 11] = [
-    "id",
-    "created_at",
-    "type",
-    "action",
-    "actor",
-    "actor_id",
-    "target",
-    "ip_address",
-    "role",
-    "account",
-    "data",
-];
-
+/// The columns of every mapped table: `id, created_at`, the fields a mapping
+/// can fill ([`MAPPED_FIELDS`]), then `account, data`.
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let fields = COLUMNS.iter().map(|&name| match name {
+    let names = ["id", "created_at"]
+        .into_iter()
+        .chain(MAPPED_FIELDS)
+        .chain(["account", "data"]);
+    let fields = names.map(|name| match name {
         "id" | "account" => Field::new(name, DataType::Utf8, false),
         "created_at" => Field::new(
             name,
@@ -180,7 +171,7 @@ impl MappedBatchBuilder {
     }
 
     pub fn finish(&mut self) -> RecordBatch {
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(SCHEMA.fields().len());
         columns.push(Arc::new(self.id.finish()));
         columns.push(Arc::new(self.created_at.finish()));
         for builder in &mut self.text {

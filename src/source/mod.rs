@@ -71,16 +71,6 @@ impl Format {
         }
     }
 
-    /// The built-in format called `name`.
-    pub fn from_name(name: &str) -> Option<Format> {
-        match name {
-            "heroku" => Some(Format::HerokuArchive),
-            "heroku-events" => Some(Format::HerokuEvents),
-            "terraform" => Some(Format::Terraform),
-            _ => None,
-        }
-    }
-
     /// How the format's files look, for messages.
     fn shape(&self) -> &'static str {
         match self {
