@@ -72,11 +72,13 @@ async fn converts_three_months_into_hive_partitions() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{lines:?}");
-    assert!(lines[0].starts_with("converted  enterprise-audit-log-acme-202401.json.gz  4 entries  months 2024-01  4 rows written (4 new)  "), "{}", lines[0]);
-    // February's archive holds one January event: it touches both months.
+    // February's archive holds one January event: it touches both months,
+    // and January's file (written once, with the rows of both archives)
+    // holds 5 rows.
+    assert!(lines[0].starts_with("converted  enterprise-audit-log-acme-202401.json.gz  4 entries  months 2024-01  5 rows written (4 new)  "), "{}", lines[0]);
     assert!(lines[1].starts_with("converted  enterprise-audit-log-acme-202402.json  5 entries  months 2024-01,2024-02  9 rows written (5 new)  "), "{}", lines[1]);
     assert!(lines[2].starts_with("converted  enterprise-audit-log-acme-202403.json.gz  5 entries  months 2024-03  5 rows written (5 new)  "), "{}", lines[2]);
-    assert!(lines[3].starts_with("total: 3 archives (3 converted, 0 unchanged, 0 failed), 14 entries, 18 rows written (14 new), "), "{}", lines[3]);
+    assert!(lines[3].starts_with("total: 3 archives (3 converted, 0 unchanged, 0 failed), 14 entries, 14 rows written (14 new), "), "{}", lines[3]);
 
     // Partition by each event's own time: the 2024-01-31T23:59:59Z event of
     // February's archive is in January. Inside a file rows are ordered by
@@ -409,8 +411,8 @@ async fn converting_again_changes_nothing() {
         mtime
     );
 
-    // --force converts again: same events, so byte-identical files (January
-    // is rewritten twice: by its own archive and by February's late event).
+    // --force converts again: same events, so byte-identical files (each
+    // month file is rewritten once, old rows and staged rows deduped).
     let forced = auditlake(&[
         "convert",
         "--force",
@@ -421,7 +423,7 @@ async fn converting_again_changes_nothing() {
     assert!(forced.status.success());
     assert!(
         stdout(&forced)
-            .contains("(3 converted, 0 unchanged, 0 failed), 14 entries, 19 rows written (0 new)"),
+            .contains("(3 converted, 0 unchanged, 0 failed), 14 entries, 14 rows written (0 new)"),
         "{}",
         stdout(&forced)
     );
@@ -520,6 +522,69 @@ async fn the_newest_conversion_wins_for_a_repeated_id() {
         ]
     );
     assert_eq!(ids_in(&lake.join(MAR)).await.len(), 5);
+}
+
+/// Archives of one run are merged per month file in one step, yet the order
+/// of the inputs (sorted by name) still decides which row of a repeated id
+/// wins, and each new key is counted for the archive that brought it first.
+#[tokio::test]
+async fn archives_of_one_run_merge_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = |n: u32, data: &str| {
+        format!(
+            r#"{{"id":"{}","type":"config_change","action":"set","enterprise_account":{{"id":"ea-acme","name":"acme"}},"data":{data},"created_at":"2024-05-0{n}T00:00:00Z"}}"#,
+            id(n)
+        )
+    };
+    let with_1_2 = format!(r#"{{"entries":[{},{}]}}"#, e(1, "1"), e(2, r#""x""#));
+    let with_2_3 = format!(r#"{{"entries":[{},{}]}}"#, e(2, r#""y""#), e(3, "3"));
+    for (case, (a, b), winner) in [
+        ("xy", (&with_1_2, &with_2_3), r#""y""#),
+        ("yx", (&with_2_3, &with_1_2), r#""x""#),
+    ] {
+        let inputs = dir.path().join(case);
+        std::fs::create_dir(&inputs).unwrap();
+        std::fs::write(inputs.join("a.json"), a).unwrap();
+        std::fs::write(inputs.join("b.json"), b).unwrap();
+        let lake = dir.path().join(format!("lake-{case}"));
+        let out = auditlake(&[
+            "convert",
+            "--lake",
+            lake.to_str().unwrap(),
+            inputs.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        // Three ids in May: a.json brought two, b.json the third.
+        assert!(
+            lines[0].starts_with(
+                "converted  a.json  2 entries  months 2024-05  3 rows written (2 new)"
+            ),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "converted  b.json  2 entries  months 2024-05  3 rows written (1 new)"
+            )),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("4 entries, 3 rows written (3 new)"),
+            "{text}"
+        );
+        let may = lake.join("heroku/year=2024/month=05/acme.parquet");
+        let rows = query_file(&may, "SELECT id, data FROM t ORDER BY id").await;
+        assert_eq!(
+            rows,
+            [
+                [id(1), "1".to_string()],
+                [id(2), winner.to_string()],
+                [id(3), "3".to_string()]
+            ],
+            "{case}"
+        );
+    }
 }
 
 /// Each malformed fixture is rejected with one line naming the file, where,

@@ -62,11 +62,12 @@ fn heroku_event_pages_merge_into_the_monthly_files() {
     convert_ok(&lake, &[&testdata("heroku")]);
     let out = convert_with(&lake, &[], &["heroku-events"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    // Page 14 repeats archive event 22 and adds 31; page 15 repeats 31 and adds 32.
+    // Page 14 repeats archive event 22 and adds 31; page 15 repeats 31 and
+    // adds 32. Both pages merge into March's file in one step: 5 + 2 rows.
     let text = stdout(&out);
     assert!(
         text.contains(
-            "acme-events-2024-03-14.json  2 entries  months 2024-03  6 rows written (1 new)"
+            "acme-events-2024-03-14.json  2 entries  months 2024-03  7 rows written (1 new)"
         ),
         "{text}"
     );
@@ -136,11 +137,12 @@ fn terraform_pages_and_ndjson_pages_dedupe_by_id() {
     let text = stdout(&out);
     assert!(
         text.contains(
-            "audit-trail-2020-06-30.json  3 entries  months 2020-06,2020-07  3 rows written (3 new)"
+            "audit-trail-2020-06-30.json  3 entries  months 2020-06,2020-07  5 rows written (3 new)"
         ),
         "{text}"
     );
-    // The NDJSON file holds two pages; its first event repeats t3.
+    // The NDJSON file holds two pages; its first event repeats t3. Rows
+    // written count the month files after the run: June 2 and July 3.
     assert!(
         text.contains(
             "audit-trail-since-2020-07-01.ndjson  3 entries  months 2020-07  3 rows written (2 new)"

@@ -1,37 +1,42 @@
 //! Phase 2 of a conversion: merge staged rows into a partition's data file.
 //!
-//! The new file holds every row of the old file and of the staged rows, once
-//! per key (`id`): when a key comes again the staged (newest) row wins, and
-//! among staged duplicates the later entry of the archive wins. Rows are
-//! sorted by the table's sort columns (ending with the key, so the output is
-//! deterministic); a new month file without repeated keys skips the dedupe.
-//! DataFusion does the heavy lifting — its sorts spill to disk under the
-//! session's memory limit, so a month of any size merges in bounded memory —
-//! and the result streams into the month file, which appears in one step
-//! (rename on disk, completed multipart upload on S3).
+//! The new file holds every row of the old file and of the staged parts (one
+//! per archive of the run that had rows for this partition), once per key
+//! (`id`): when a key comes again the newest row wins — staged over old, a
+//! later archive over an earlier one, a later entry over an earlier one.
+//! Rows are sorted by the table's sort columns (ending with the key, so the
+//! output is deterministic); a new month file whose staged keys are all
+//! distinct skips the dedupe and is sorted once. DataFusion does the heavy
+//! lifting — its sorts spill to disk under the session's memory limit, so a
+//! month of any size merges in bounded memory — and the result streams into
+//! the month file, which appears in one step (rename on disk, completed
+//! multipart upload on S3).
 
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 use object_store::path::Path as ObjectPath;
 
-use super::stage::{ENTRY_COLUMN, StagedPart};
+use super::stage::{ENTRY_COLUMN, StagedPart, archive_of};
 use crate::lake::Lake;
 use crate::lake::commit::{CommittingWriter, MonthWriter};
 use crate::lake::parquet::writer_properties;
 use crate::table::TableSpec;
 
 /// Row counts of one merged partition file.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct MergeStats {
     pub rows_before: u64,
     pub rows_after: u64,
+    /// Keys new to the file, by the ordinal of the archive that first had them.
+    pub new_by_archive: BTreeMap<u64, u64>,
 }
 
 /// Quotes an SQL identifier.
@@ -39,17 +44,25 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Merges the staged file into the month file at `target` of `lake` (which
-/// may not exist yet).
+/// Output column of the merge query: the priority of the first row seen with
+/// the kept row's key (-1 when the key was already in the old file), which
+/// tells which archive brought the key. Counted, then dropped before writing.
+const FIRST_COLUMN: &str = "_first";
+
+/// Merges the staged parts (in run order) into the month file at `target` of
+/// `lake` (which may not exist yet).
 pub async fn merge_into(
     ctx: &SessionContext,
     lake: &Lake,
     spec: &TableSpec,
-    staged: &StagedPart,
+    staged: &[&StagedPart],
     target: &ObjectPath,
 ) -> anyhow::Result<MergeStats> {
-    let repeated_keys = staged.repeated_keys;
-    let staged = staged.path.as_path();
+    let repeated_keys = staged.iter().any(|p| p.repeated_keys)
+        || staged
+            .iter()
+            .enumerate()
+            .any(|(i, a)| staged[i + 1..].iter().any(|b| a.may_share_keys(b)));
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let new_table = format!("merge_new_{n}");
@@ -71,10 +84,21 @@ pub async fn merge_into(
     let order = order.join(", ");
     let entry = ident(ENTRY_COLUMN);
 
+    let paths = staged
+        .iter()
+        .map(|p| {
+            p.path
+                .to_str()
+                .map(str::to_string)
+                .with_context(|| format!("{}: path is not valid UTF-8", p.path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = ParquetReadOptions::default();
-    ctx.register_parquet(&new_table, path_str(staged)?, options.clone())
+    let new_rows = ctx
+        .read_parquet(paths, options.clone())
         .await
-        .with_context(|| format!("cannot read staged rows {}", staged.display()))?;
+        .context("cannot read the staged rows")?;
+    ctx.register_table(&new_table, new_rows.into_view())?;
     let target_url = lake.object_url(target);
     let rows_before = lake.row_count(target).await?;
     let has_old = rows_before.is_some();
@@ -88,33 +112,38 @@ pub async fn merge_into(
     let sql = if !has_old && !repeated_keys {
         // A new month file whose staged keys are all distinct: nothing to
         // dedupe, one sort.
-        format!("SELECT {columns} FROM {new_table} ORDER BY {order}")
-    } else {
-        let sources = if has_old {
-            format!(
-                "SELECT {columns}, CAST(0 AS BIGINT) AS _order, CAST(0 AS BIGINT) AS _entry FROM {old_table} \
-                 UNION ALL SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
-            )
-        } else {
-            format!(
-                "SELECT {columns}, CAST(1 AS BIGINT) AS _order, CAST({entry} AS BIGINT) AS _entry FROM {new_table}"
-            )
-        };
         format!(
-            "SELECT {columns} FROM (\
-               SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY _order DESC, _entry DESC) AS _rank \
+            "SELECT {columns}, CAST({entry} AS BIGINT) AS {FIRST_COLUMN} FROM {new_table} ORDER BY {order}"
+        )
+    } else {
+        // Old rows come first (priority -1); per key, the last row in
+        // priority order is kept, and the first says who brought the key.
+        let mut sources =
+            format!("SELECT {columns}, CAST({entry} AS BIGINT) AS _prio FROM {new_table}");
+        if has_old {
+            sources = format!(
+                "SELECT {columns}, CAST(-1 AS BIGINT) AS _prio FROM {old_table} UNION ALL {sources}"
+            );
+        }
+        format!(
+            "SELECT {columns}, {FIRST_COLUMN} FROM (\
+               SELECT *, \
+                 lead(_prio) OVER (PARTITION BY {key} ORDER BY _prio) AS _next, \
+                 first_value(_prio) OVER (PARTITION BY {key} ORDER BY _prio \
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {FIRST_COLUMN} \
                FROM ({sources})\
-             ) WHERE _rank = 1 ORDER BY {order}"
+             ) WHERE _next IS NULL ORDER BY {order}"
         )
     };
 
     let result = write_query(ctx, lake, spec, &sql, target).await;
     let _ = ctx.deregister_table(&new_table);
     let _ = ctx.deregister_table(&old_table);
-    let rows_after = result?;
+    let (rows_after, new_by_archive) = result?;
     Ok(MergeStats {
         rows_before,
         rows_after,
+        new_by_archive,
     })
 }
 
@@ -125,7 +154,7 @@ async fn write_query(
     spec: &TableSpec,
     sql: &str,
     target: &ObjectPath,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, BTreeMap<u64, u64>)> {
     let df = ctx.sql(sql).await.context("cannot plan the merge")?;
     let mut stream = df.execute_stream().await.context("cannot run the merge")?;
 
@@ -133,10 +162,18 @@ async fn write_query(
     let mut writer =
         AsyncArrowWriter::try_new(sink, spec.schema.clone(), Some(writer_properties(spec)))?;
     let mut rows = 0u64;
+    let mut new_by_archive = BTreeMap::new();
+    let width = spec.schema.fields().len();
     while let Some(batch) = stream.next().await {
         let batch = batch.context("merge failed")?;
+        let first = batch.column(width).as_primitive::<Int64Type>();
+        for priority in first.iter().flatten().filter(|p| *p >= 0) {
+            *new_by_archive
+                .entry(archive_of(priority as u64))
+                .or_insert(0) += 1;
+        }
         // The query's schema may mark columns nullable; the table's does not.
-        let batch = RecordBatch::try_new(spec.schema.clone(), batch.columns().to_vec())
+        let batch = RecordBatch::try_new(spec.schema.clone(), batch.columns()[..width].to_vec())
             .context("merged rows do not fit the table schema")?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).await?;
@@ -146,10 +183,5 @@ async fn write_query(
         .close()
         .await
         .with_context(|| format!("cannot replace {}", lake.object_url(target)))?;
-    Ok(rows)
-}
-
-fn path_str(path: &Path) -> anyhow::Result<&str> {
-    path.to_str()
-        .with_context(|| format!("{}: path is not valid UTF-8", path.display()))
+    Ok((rows, new_by_archive))
 }

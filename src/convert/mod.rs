@@ -1,23 +1,26 @@
 //! Converting archives into the lake.
 //!
 //! Each archive goes through two phases:
-//! 1. **stage** (blocking, several archives in parallel): hash the file, skip
+//! 1. **stage** (blocking, `jobs` archives in parallel): hash the file, skip
 //!    it if the lake already recorded that sha256, otherwise stream-parse it
 //!    into temporary per-partition files. A bad archive fails here, before it
 //!    touched the lake.
-//! 2. **commit** (in input order, one archive at a time): merge each staged
-//!    partition into its month file (see [`merge`]), then record the archive
-//!    in the manifest. Committing in order makes "the newest conversion wins"
-//!    well defined when archives of one run share event ids.
+//! 2. **commit** (a batch of consecutive archives at a time): merge each
+//!    partition once with the parts every archive of the batch staged for it
+//!    (see [`merge`]), then record the archives in the manifest, in input
+//!    order. Monthly archives spill a few events into the neighbouring
+//!    month; merging per batch rather than per archive writes each month
+//!    file once in a backfill instead of twice. Input order decides which of
+//!    two rows with one key wins ("the newest conversion wins").
 //!
-//! At most `jobs` archives are staged ahead of the commit, which bounds both
-//! memory and temporary disk use.
+//! A batch ends after [`BATCH_ROWS`] staged rows, which bounds the temporary
+//! disk used and the key hashes held in memory.
 
 pub mod discover;
 pub mod merge;
 pub mod stage;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -42,6 +46,10 @@ use stage::{StagedPart, Stager};
 /// for a month of 2M events (the merge's two spilling sorts could not reserve
 /// their merge buffers); 512 MiB merges it with a 570 MiB peak RSS.
 pub const DEFAULT_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
+
+/// Staged rows after which a batch of archives is committed: about 0.5 GB
+/// of staging files and 32 MB of key hashes.
+pub const BATCH_ROWS: u64 = 4_000_000;
 
 /// How a conversion run behaves.
 #[derive(Clone, Debug)]
@@ -84,7 +92,10 @@ pub struct ArchiveOutcome {
     pub table: Option<String>,
     pub entries: u64,
     pub months: Vec<String>,
+    /// Rows of the month files this archive's rows went into, after the merge.
     pub rows_written: u64,
+    /// Keys this archive brought to the lake first (not in the lake before,
+    /// nor in an earlier archive of the run).
     pub new_rows: u64,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +130,7 @@ pub struct RunSummary {
     pub unchanged: usize,
     pub failed: usize,
     pub entries: u64,
+    /// Rows of the month files the run wrote, each file counted once.
     pub rows_written: u64,
     pub new_rows: u64,
     pub seconds: f64,
@@ -142,6 +154,8 @@ enum Prepared {
 }
 
 struct StagedArchive {
+    /// The archive's ordinal in the run.
+    ordinal: u64,
     path: String,
     sha256: String,
     format: Format,
@@ -190,12 +204,17 @@ pub async fn convert(
 
     let jobs = options.jobs.max(1);
     let mut pending = VecDeque::new();
-    let mut queue = archives.into_iter();
+    let mut queue = archives.into_iter().enumerate();
     let mut outcomes = Vec::new();
     let mut seen = HashSet::new();
+    let mut batch: Vec<Result<StagedArchive, ArchiveOutcome>> = Vec::new();
+    let mut batch_rows = 0u64;
+    let mut rows_written = 0u64;
     loop {
         while pending.len() < jobs {
-            let Some(input) = queue.next() else { break };
+            let Some((ordinal, input)) = queue.next() else {
+                break;
+            };
             let lake = lake.clone();
             let force = options.force;
             let format = options.format.clone();
@@ -211,6 +230,7 @@ pub async fn convert(
                             &lake,
                             &input.display,
                             fetched.path(),
+                            ordinal as u64,
                             force,
                             format.as_ref(),
                             &staging,
@@ -229,21 +249,30 @@ pub async fn convert(
             break;
         };
         let (path, prepared) = handle.await.context("a conversion task panicked")?;
-        let outcome = match prepared {
-            Ok(Prepared::Unchanged(outcome)) => outcome,
+        batch.push(match prepared {
+            Ok(Prepared::Unchanged(outcome)) => Err(outcome),
             Ok(Prepared::Staged(staged)) if !seen.insert(staged.sha256.clone()) => {
                 // The same bytes were given twice in this run.
                 let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Unchanged);
                 outcome.sha256 = Some(staged.sha256);
-                outcome
+                Err(outcome)
             }
-            Ok(Prepared::Staged(staged)) => commit(lake, &ctx, staged)
-                .await
-                .unwrap_or_else(|e| failed(&path, format!("{e:#}"))),
-            Err(e) => failed(&path, format!("{e:#}")),
-        };
-        observer.archive_finished(&outcome);
-        outcomes.push(outcome);
+            Ok(Prepared::Staged(staged)) => {
+                batch_rows += staged.parts.iter().map(|(_, p)| p.rows).sum::<u64>();
+                Ok(staged)
+            }
+            Err(e) => Err(failed(&path, format!("{e:#}"))),
+        });
+        if batch_rows >= BATCH_ROWS || pending.is_empty() {
+            let (committed, written) =
+                commit_batch(lake, &ctx, std::mem::take(&mut batch), jobs).await;
+            for outcome in committed {
+                observer.archive_finished(&outcome);
+                outcomes.push(outcome);
+            }
+            rows_written += written;
+            batch_rows = 0;
+        }
     }
 
     let count = |s| {
@@ -258,7 +287,7 @@ pub async fn convert(
         unchanged: count(ArchiveStatus::Unchanged),
         failed: count(ArchiveStatus::Failed),
         entries: outcomes.iter().map(|o| o.entries).sum(),
-        rows_written: outcomes.iter().map(|o| o.rows_written).sum(),
+        rows_written,
         new_rows: outcomes.iter().map(|o| o.new_rows).sum(),
         seconds: run_started.elapsed().as_secs_f64(),
         archives: outcomes,
@@ -301,6 +330,7 @@ fn prepare(
     lake: &Lake,
     display: &str,
     path: &Path,
+    ordinal: u64,
     force: bool,
     forced: Option<&Format>,
     staging_root: &Path,
@@ -336,7 +366,12 @@ fn prepare(
     let (format, stats) = source::read_archive(opened.reader, forced, |format, batch| {
         stager
             .get_or_insert_with(|| {
-                Stager::new(dir.path(), format.table_spec(), owner_fallback.clone())
+                Stager::new(
+                    dir.path(),
+                    format.table_spec(),
+                    owner_fallback.clone(),
+                    ordinal,
+                )
             })
             .push(batch)
     })?;
@@ -345,6 +380,7 @@ fn prepare(
         None => Vec::new(),
     };
     Ok(Prepared::Staged(StagedArchive {
+        ordinal,
         path: display.to_string(),
         sha256,
         spec: format.table_spec(),
@@ -356,29 +392,100 @@ fn prepare(
     }))
 }
 
-/// Phase 2: merge each staged partition into the lake, then record the archive.
-async fn commit(
+/// Phase 2: merge each partition the batch staged rows for (up to `jobs`
+/// at a time), then record the archives whose partitions all merged; returns
+/// the outcomes in input order and the rows of the partition files written.
+async fn commit_batch(
     lake: &Lake,
     ctx: &SessionContext,
+    batch: Vec<Result<StagedArchive, ArchiveOutcome>>,
+    jobs: usize,
+) -> (Vec<ArchiveOutcome>, u64) {
+    // Each partition with its parts (archive in the batch, part of the
+    // archive), in input order.
+    let mut partitions: BTreeMap<(String, PartitionKey), Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, slot) in batch.iter().enumerate() {
+        if let Ok(staged) = slot {
+            for (p, (key, _)) in staged.parts.iter().enumerate() {
+                partitions
+                    .entry((staged.spec.name.clone(), key.clone()))
+                    .or_default()
+                    .push((i, p));
+            }
+        }
+    }
+    let staged = |i: usize| batch[i].as_ref().expect("only staged archives have parts");
+    let merges = futures::stream::iter(partitions.iter().map(|((_, key), at)| {
+        let first = staged(at[0].0);
+        let parts: Vec<&StagedPart> = at.iter().map(|&(i, p)| &staged(i).parts[p].1).collect();
+        async move {
+            let target = lake.partition_path(&first.spec.name, key);
+            let result = merge::merge_into(ctx, lake, &first.spec, &parts, &target)
+                .await
+                .map_err(|e| {
+                    if format!("{e:#}").contains("Resources exhausted") {
+                        e.context("the merge needs more memory: raise --memory-limit (e.g. --memory-limit 1G)")
+                    } else {
+                        e
+                    }
+                })
+                .with_context(|| format!("cannot merge into {}", lake.object_url(&target)));
+            tracing::debug!(?key, parts = parts.len(), ?result, "merged partition");
+            result.map_err(|e| format!("{e:#}"))
+        }
+    }))
+    .buffered(jobs)
+    .collect::<Vec<_>>()
+    .await;
+    // The merge results of each archive's partitions.
+    let mut by_archive: BTreeMap<usize, Vec<(&PartitionKey, &Result<merge::MergeStats, String>)>> =
+        BTreeMap::new();
+    for (((_, key), at), result) in partitions.iter().zip(&merges) {
+        for &(i, _) in at {
+            by_archive.entry(i).or_default().push((key, result));
+        }
+    }
+    let rows_written = merges.iter().flatten().map(|stats| stats.rows_after).sum();
+
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (i, slot) in batch.into_iter().enumerate() {
+        let staged = match slot {
+            Ok(staged) => staged,
+            Err(outcome) => {
+                outcomes.push(outcome);
+                continue;
+            }
+        };
+        let merged = by_archive.remove(&i).unwrap_or_default();
+        let outcome = match merged.iter().find_map(|(_, r)| r.as_ref().err()) {
+            Some(error) => failed(&staged.path, error.clone()),
+            None => record(lake, staged, &merged)
+                .await
+                .unwrap_or_else(|(path, e)| failed(&path, format!("{e:#}"))),
+        };
+        outcomes.push(outcome);
+    }
+    (outcomes, rows_written)
+}
+
+/// Records a committed archive in the manifest; returns its outcome.
+async fn record(
+    lake: &Lake,
     staged: StagedArchive,
-) -> anyhow::Result<ArchiveOutcome> {
+    merged: &[(&PartitionKey, &Result<merge::MergeStats, String>)],
+) -> Result<ArchiveOutcome, (String, anyhow::Error)> {
     let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
     let mut months = Vec::new();
-    for (key, part) in &staged.parts {
-        let target = lake.partition_path(&staged.spec.name, key);
-        let stats = merge::merge_into(ctx, lake, &staged.spec, part, &target)
-            .await
-            .map_err(|e| {
-                if format!("{e:#}").contains("Resources exhausted") {
-                    e.context("the merge needs more memory: raise --memory-limit (e.g. --memory-limit 1G)")
-                } else {
-                    e
-                }
-            })
-            .with_context(|| format!("cannot merge into {}", lake.object_url(&target)))?;
-        tracing::debug!(?key, staged = part.rows, ?stats, "merged partition");
+    for (key, stats) in merged {
+        let stats = stats
+            .as_ref()
+            .expect("only called when every merge succeeded");
         outcome.rows_written += stats.rows_after;
-        outcome.new_rows += stats.rows_after - stats.rows_before;
+        outcome.new_rows += stats
+            .new_by_archive
+            .get(&staged.ordinal)
+            .copied()
+            .unwrap_or(0);
         months.push(key.month_label());
     }
     months.sort();
@@ -406,7 +513,8 @@ async fn commit(
     lake.manifest()
         .put(&record)
         .await
-        .context("the data was merged but the conversion record could not be written")?;
+        .context("the data was merged but the conversion record could not be written")
+        .map_err(|e| (staged.path.clone(), e))?;
     Ok(outcome)
 }
 

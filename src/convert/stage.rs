@@ -22,9 +22,22 @@ use crate::lake::PartitionKey;
 use crate::source::ParsedBatch;
 use crate::table::TableSpec;
 
-/// Column added to staged rows: the entry's index in its archive, so the
-/// merge can let the later of two duplicates win.
+/// Column added to staged rows: the row's priority, `archive << 40 | entry`
+/// (the archive's ordinal in the run, the entry's index in its archive), so
+/// the merge can let the later of two duplicates win.
 pub const ENTRY_COLUMN: &str = "_entry";
+
+/// Bits of [`ENTRY_COLUMN`] that hold the entry index.
+pub const ENTRY_BITS: u32 = 40;
+
+/// The archive ordinal encoded in a staged row's priority.
+pub fn archive_of(priority: u64) -> u64 {
+    priority >> ENTRY_BITS
+}
+
+/// Hashes keys the same way in every archive of a run, so that parts of one
+/// partition staged from different archives can be compared.
+pub type KeyHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
 /// One partition's staged rows.
 #[derive(Debug)]
@@ -34,6 +47,22 @@ pub struct StagedPart {
     /// Whether a key may occur twice among the staged rows (a hash of each
     /// key is remembered; a collision only costs the dedupe it skips).
     pub repeated_keys: bool,
+    /// The hashes of the staged keys, sorted: 8 bytes a row, kept so the
+    /// merge can tell whether parts from several archives share a key.
+    pub key_hashes: Vec<u64>,
+}
+
+impl StagedPart {
+    /// Whether some key may occur in both parts (a hash collision only costs
+    /// a dedupe that was not needed).
+    pub fn may_share_keys(&self, other: &StagedPart) -> bool {
+        let (small, large) = if self.key_hashes.len() <= other.key_hashes.len() {
+            (&self.key_hashes, &other.key_hashes)
+        } else {
+            (&other.key_hashes, &self.key_hashes)
+        };
+        small.iter().any(|h| large.binary_search(h).is_ok())
+    }
 }
 
 /// Hashes of the keys staged for one partition.
@@ -51,11 +80,14 @@ pub struct Stager {
     owner_fallback: String,
     writers: HashMap<PartitionKey, (ArrowWriter<File>, PathBuf, SeenKeys)>,
     month: MonthCache,
-    hasher: std::hash::RandomState,
+    /// The archive's ordinal in the run, the high bits of each row's priority.
+    archive: u64,
 }
 
 impl Stager {
-    pub fn new(dir: &Path, spec: TableSpec, owner_fallback: String) -> Self {
+    /// `archive` is the archive's ordinal in the run: rows of later archives
+    /// win over rows of earlier ones when they share a key.
+    pub fn new(dir: &Path, spec: TableSpec, owner_fallback: String, archive: u64) -> Self {
         let mut fields: Vec<Field> = spec
             .schema
             .fields()
@@ -70,7 +102,7 @@ impl Stager {
             owner_fallback,
             writers: HashMap::new(),
             month: MonthCache::default(),
-            hasher: std::hash::RandomState::new(),
+            archive,
         }
     }
 
@@ -115,9 +147,9 @@ impl Stager {
             groups[group].1.push(row as u32);
             last = Some((owner, month, group));
         }
+        let base = (self.archive << ENTRY_BITS) + parsed.first_entry;
         for (key, rows) in groups {
-            let entries =
-                UInt64Array::from_iter_values(rows.iter().map(|&r| parsed.first_entry + r as u64));
+            let entries = UInt64Array::from_iter_values(rows.iter().map(|&r| base + r as u64));
             let part = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {
@@ -129,18 +161,14 @@ impl Stager {
             let mut columns = part.columns().to_vec();
             columns.push(Arc::new(entries));
             let staged = RecordBatch::try_new(self.staged_schema.clone(), columns)?;
-            let hasher = self.hasher.clone();
             let (writer, seen) = self.writer(key)?;
             writer.write(&staged)?;
-            if !seen.repeated {
-                for &row in &rows {
-                    if !seen
-                        .hashes
-                        .insert(hasher.hash_one(keys.value(row as usize)))
-                    {
-                        seen.repeated = true;
-                        break;
-                    }
+            for &row in &rows {
+                if !seen
+                    .hashes
+                    .insert(KeyHasher::default().hash_one(keys.value(row as usize)))
+                {
+                    seen.repeated = true;
                 }
             }
         }
@@ -176,12 +204,15 @@ impl Stager {
         let mut parts = Vec::with_capacity(self.writers.len());
         for (key, (writer, path, seen)) in self.writers {
             let meta = writer.close()?;
+            let mut key_hashes: Vec<u64> = seen.hashes.into_iter().collect();
+            key_hashes.sort_unstable();
             parts.push((
                 key,
                 StagedPart {
                     path,
                     rows: meta.file_metadata().num_rows() as u64,
                     repeated_keys: seen.repeated,
+                    key_hashes,
                 },
             ));
         }
