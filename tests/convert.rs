@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::*;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::Compression;
+use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::{Map, Value};
 
@@ -379,6 +379,19 @@ fn parquet_files_are_written_for_fast_reads() {
             dictionary,
             "dictionary on {name}"
         );
+        // Columns without a dictionary use the delta encodings.
+        let delta = match name.as_str() {
+            "created_at" => Some(Encoding::DELTA_BINARY_PACKED),
+            "id" | "data" | "extra" => Some(Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            _ => None,
+        };
+        if let Some(delta) = delta {
+            assert!(
+                col.encodings().any(|e| e == delta),
+                "{name}: {:?}",
+                col.encodings().collect::<Vec<_>>()
+            );
+        }
     }
 }
 

