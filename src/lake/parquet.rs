@@ -12,6 +12,12 @@ use crate::table::TableSpec;
 /// skip most of a month for a selective query, large enough to compress well.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Rows per data page: the unit the page index skips and zstd decompresses.
+/// The default (about 1 MB of text, ~25k rows) made the headline query
+/// decompress pages of 25k rows to return 1.4k; at 2048 rows it takes 5-8 ms
+/// instead of 12 (median, 1.2M-event lake) for 3% more bytes.
+pub const PAGE_ROWS: usize = 2048;
+
 /// Distinct values a bloom filter is sized for (per row group); a 1% false
 /// positive rate at this size costs about 12 KB per filtered column.
 const BLOOM_NDV: u64 = 10_000;
@@ -38,6 +44,7 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
             ZstdLevel::try_new(3).expect("valid level"),
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(false)
         .set_sorting_columns(Some(sorting))
