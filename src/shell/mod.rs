@@ -207,10 +207,10 @@ impl Shell {
         }
         if self.timer {
             self.note(&format!(
-                "{} row{} in {:.3}s",
+                "{} row{} in {}",
                 printed.rows,
                 if printed.rows == 1 { "" } else { "s" },
-                started.elapsed().as_secs_f64()
+                elapsed(started.elapsed())
             ))?;
         }
         Ok(())
@@ -288,4 +288,27 @@ fn history_path() -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
     Some(state.join("auditlake").join("history"))
+}
+
+/// A query's time for `.timer`: milliseconds with a decimal under a second
+/// (what interactive queries take, and what benchmarks parse), else seconds.
+fn elapsed(d: std::time::Duration) -> String {
+    if d.as_secs() == 0 {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    } else {
+        format!("{:.3} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elapsed;
+    use std::time::Duration;
+
+    #[test]
+    fn timer_shows_milliseconds_under_a_second() {
+        assert_eq!(elapsed(Duration::from_micros(12_345)), "12.3 ms");
+        assert_eq!(elapsed(Duration::from_micros(999_949)), "999.9 ms");
+        assert_eq!(elapsed(Duration::from_millis(1_500)), "1.500 s");
+    }
 }
