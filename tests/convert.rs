@@ -577,9 +577,9 @@ async fn archives_of_one_run_merge_in_name_order() {
             "{text}"
         );
         assert!(
-            lines[1].starts_with(&format!(
+            lines[1].starts_with(
                 "converted  b.json  2 entries  months 2024-05  3 rows written (1 new)"
-            )),
+            ),
             "{text}"
         );
         assert!(

@@ -438,8 +438,7 @@ async fn commit_batch(
     .collect::<Vec<_>>()
     .await;
     // The merge results of each archive's partitions.
-    let mut by_archive: BTreeMap<usize, Vec<(&PartitionKey, &Result<merge::MergeStats, String>)>> =
-        BTreeMap::new();
+    let mut by_archive: BTreeMap<usize, Vec<MergedPartition<'_>>> = BTreeMap::new();
     for (((_, key), at), result) in partitions.iter().zip(&merges) {
         for &(i, _) in at {
             by_archive.entry(i).or_default().push((key, result));
@@ -468,11 +467,14 @@ async fn commit_batch(
     (outcomes, rows_written)
 }
 
+/// A partition an archive had rows for, and how its merge went.
+type MergedPartition<'a> = (&'a PartitionKey, &'a Result<merge::MergeStats, String>);
+
 /// Records a committed archive in the manifest; returns its outcome.
 async fn record(
     lake: &Lake,
     staged: StagedArchive,
-    merged: &[(&PartitionKey, &Result<merge::MergeStats, String>)],
+    merged: &[MergedPartition<'_>],
 ) -> Result<ArchiveOutcome, (String, anyhow::Error)> {
     let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
     let mut months = Vec::new();
