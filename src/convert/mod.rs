@@ -204,7 +204,7 @@ pub async fn convert(
 
     let jobs = options.jobs.max(1);
     let mut pending = VecDeque::new();
-    let mut queue = archives.into_iter().enumerate();
+    let mut queue = archives.into_iter().enumerate().peekable();
     let mut outcomes = Vec::new();
     let mut seen = HashSet::new();
     let mut batch: Vec<Result<StagedArchive, ArchiveOutcome>> = Vec::new();
@@ -263,7 +263,7 @@ pub async fn convert(
             }
             Err(e) => Err(failed(&path, format!("{e:#}"))),
         });
-        if batch_rows >= BATCH_ROWS || pending.is_empty() {
+        if batch_rows >= BATCH_ROWS || (pending.is_empty() && queue.peek().is_none()) {
             let (committed, written) =
                 commit_batch(lake, &ctx, std::mem::take(&mut batch), jobs).await;
             for outcome in committed {
