@@ -3,7 +3,7 @@
 //! bounded whatever the archive's size and a rejected archive leaves nothing
 //! behind in the lake.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
@@ -65,12 +65,10 @@ impl StagedPart {
     }
 }
 
-/// Hashes of the keys staged for one partition.
-#[derive(Default)]
-struct SeenKeys {
-    hashes: HashSet<u64>,
-    repeated: bool,
-}
+/// Hashes of the keys staged for one partition, in staging order; sorted
+/// once at the end (a repeat shows as two equal neighbours), which is cheaper
+/// in time and memory than a hash set per row.
+type SeenKeys = Vec<u64>;
 
 /// Writes staged rows, one file per partition.
 pub struct Stager {
@@ -163,14 +161,11 @@ impl Stager {
             let staged = RecordBatch::try_new(self.staged_schema.clone(), columns)?;
             let (writer, seen) = self.writer(key)?;
             writer.write(&staged)?;
-            for &row in &rows {
-                if !seen
-                    .hashes
-                    .insert(KeyHasher::default().hash_one(keys.value(row as usize)))
-                {
-                    seen.repeated = true;
-                }
-            }
+            let hasher = KeyHasher::default();
+            seen.extend(
+                rows.iter()
+                    .map(|&row| hasher.hash_one(keys.value(row as usize))),
+            );
         }
         Ok(())
     }
@@ -204,14 +199,17 @@ impl Stager {
         let mut parts = Vec::with_capacity(self.writers.len());
         for (key, (writer, path, seen)) in self.writers {
             let meta = writer.close()?;
-            let mut key_hashes: Vec<u64> = seen.hashes.into_iter().collect();
+            let mut key_hashes = seen;
             key_hashes.sort_unstable();
+            let len = key_hashes.len();
+            key_hashes.dedup();
+            let repeated_keys = key_hashes.len() < len;
             parts.push((
                 key,
                 StagedPart {
                     path,
                     rows: meta.file_metadata().num_rows() as u64,
-                    repeated_keys: seen.repeated,
+                    repeated_keys,
                     key_hashes,
                 },
             ));
