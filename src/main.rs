@@ -8,6 +8,11 @@ use tracing_subscriber::EnvFilter;
 use auditlake::cli::{self, Cli, Command, ShellArgs};
 use auditlake::shell::Shell;
 
+/// mimalloc, as in datafusion-cli: fewer page faults and less resident memory
+/// than glibc's per-thread arenas under a parser that allocates per member.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);

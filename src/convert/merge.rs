@@ -13,21 +13,25 @@
 //! multipart upload on S3).
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
+use datafusion::common::Column;
+use datafusion::execution::options::ArrowReadOptions;
+use datafusion::logical_expr::Expr;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 use object_store::path::Path as ObjectPath;
 
-use super::stage::{ENTRY_COLUMN, StagedPart, archive_of};
-use crate::lake::Lake;
+use super::stage::{ENTRY_COLUMN, KeyHasher, StagedPart, archive_of};
 use crate::lake::commit::{CommittingWriter, MonthWriter};
 use crate::lake::parquet::writer_properties;
+use crate::lake::{FileFacts, Lake};
 use crate::table::TableSpec;
 
 /// Row counts of one merged partition file.
@@ -50,13 +54,14 @@ fn ident(name: &str) -> String {
 const FIRST_COLUMN: &str = "_first";
 
 /// Merges the staged parts (in run order) into the month file at `target` of
-/// `lake` (which may not exist yet).
+/// `lake`; `old` describes the file there (None: it does not exist yet).
 pub async fn merge_into(
     ctx: &SessionContext,
     lake: &Lake,
     spec: &TableSpec,
     staged: &[&StagedPart],
     target: &ObjectPath,
+    old: Option<&FileFacts>,
 ) -> anyhow::Result<MergeStats> {
     let repeated_keys = staged.iter().any(|p| p.repeated_keys)
         || staged
@@ -86,34 +91,61 @@ pub async fn merge_into(
 
     let paths = staged
         .iter()
-        .map(|p| {
-            p.path
-                .to_str()
+        .map(|p| &p.path)
+        .map(|path| {
+            path.to_str()
                 .map(str::to_string)
-                .with_context(|| format!("{}: path is not valid UTF-8", p.path.display()))
+                .with_context(|| format!("{}: path is not valid UTF-8", path.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let options = ParquetReadOptions::default();
     let new_rows = ctx
-        .read_parquet(paths, options.clone())
+        .read_arrow(paths, ArrowReadOptions::default())
         .await
         .context("cannot read the staged rows")?;
     ctx.register_table(&new_table, new_rows.into_view())?;
     let target_url = lake.object_url(target);
-    let rows_before = lake.row_count(target).await?;
-    let has_old = rows_before.is_some();
-    if has_old {
+    let has_old = old.is_some();
+    if let Some(old) = old {
+        let mut options = ParquetReadOptions::default();
+        // A file this version wrote declares the table's order: the merge
+        // then streams it instead of sorting it again.
+        if old
+            .sorted_by
+            .iter()
+            .map(String::as_str)
+            .eq(spec.sort_columns.iter().copied())
+        {
+            options = options.file_sort_order(vec![
+                spec.sort_columns
+                    .iter()
+                    .map(|c| Expr::Column(Column::new_unqualified(*c)).sort(true, false))
+                    .collect(),
+            ]);
+        }
         ctx.register_parquet(&old_table, &target_url, options)
             .await
             .with_context(|| format!("cannot read {target_url}"))?;
     }
-    let rows_before = rows_before.unwrap_or(0);
+    let rows_before = old.map_or(0, |f| f.rows);
 
     let sql = if !has_old && !repeated_keys {
         // A new month file whose staged keys are all distinct: nothing to
         // dedupe, one sort.
         format!(
             "SELECT {columns}, CAST({entry} AS BIGINT) AS {FIRST_COLUMN} FROM {new_table} ORDER BY {order}"
+        )
+    } else if has_old
+        && !repeated_keys
+        && !old_shares_keys(ctx, &old_table, spec.key_column, staged).await?
+    {
+        // New rows for an existing month (the events of the month before,
+        // which every monthly archive has), none of them already there:
+        // nothing to dedupe; the old file is merged in order, not sorted.
+        format!(
+            "SELECT {columns}, CAST(-1 AS BIGINT) AS {FIRST_COLUMN} FROM {old_table} \
+             UNION ALL \
+             SELECT {columns}, CAST({entry} AS BIGINT) AS {FIRST_COLUMN} FROM {new_table} \
+             ORDER BY {order}"
         )
     } else {
         // Old rows come first (priority -1); per key, the last row in
@@ -145,6 +177,37 @@ pub async fn merge_into(
         rows_after,
         new_by_archive,
     })
+}
+
+/// Whether a key of the old file may also be among the staged keys (a hash
+/// collision only costs the dedupe it did not need). Reads the key column
+/// alone, stopping at the first match.
+async fn old_shares_keys(
+    ctx: &SessionContext,
+    old_table: &str,
+    key_column: &str,
+    staged: &[&StagedPart],
+) -> anyhow::Result<bool> {
+    let mut keys = ctx
+        .sql(&format!("SELECT {} FROM {old_table}", ident(key_column)))
+        .await?
+        .execute_stream()
+        .await?;
+    let hasher = KeyHasher::default();
+    while let Some(batch) = keys.next().await {
+        let batch = batch.context("cannot read the keys of the old file")?;
+        let column = batch.column(0).as_string::<i32>();
+        for key in column.iter().flatten() {
+            let hash = hasher.hash_one(key);
+            if staged
+                .iter()
+                .any(|p| p.key_hashes.binary_search(&hash).is_ok())
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Runs `sql` and streams its rows into `target`, atomically replacing it.

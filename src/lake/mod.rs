@@ -311,6 +311,12 @@ impl Lake {
 
     /// Row count of a data file, from its footer only; None when it does not exist.
     pub async fn row_count(&self, path: &ObjectPath) -> anyhow::Result<Option<u64>> {
+        Ok(self.file_facts(path).await?.map(|f| f.rows))
+    }
+
+    /// Row count and declared order of a data file, from its footer only;
+    /// None when it does not exist.
+    pub async fn file_facts(&self, path: &ObjectPath) -> anyhow::Result<Option<FileFacts>> {
         let size = match self.store.head(path).await {
             Ok(meta) => meta.size,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -331,8 +337,44 @@ impl Lake {
         anyhow::ensure!(len + 8 <= size, not_parquet());
         let footer = fetch(size - 8 - len..size - 8).await?;
         let metadata = ParquetMetaDataReader::decode_metadata(&footer).with_context(not_parquet)?;
-        Ok(Some(metadata.file_metadata().num_rows() as u64))
+        let columns = metadata.file_metadata().schema_descr();
+        // The order every row group declares (ascending, nulls last), by name.
+        let orders = metadata.row_groups().iter().map(|rg| {
+            rg.sorting_columns().map(|sorting| {
+                sorting
+                    .iter()
+                    .map(|s| {
+                        let idx = s.column_idx as usize;
+                        (!s.descending && !s.nulls_first && idx < columns.num_columns())
+                            .then(|| columns.column(idx).name().to_string())
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+        });
+        let mut sorted_by = None;
+        for (i, order) in orders.enumerate() {
+            let order = order.flatten();
+            if i == 0 {
+                sorted_by = order;
+            } else if order != sorted_by {
+                sorted_by = None;
+                break;
+            }
+        }
+        Ok(Some(FileFacts {
+            rows: metadata.file_metadata().num_rows() as u64,
+            sorted_by: sorted_by.unwrap_or_default(),
+        }))
     }
+}
+
+/// What a data file's footer says about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileFacts {
+    pub rows: u64,
+    /// The columns its rows are sorted by (ascending, nulls last), as every
+    /// row group declares; empty when unknown.
+    pub sorted_by: Vec<String>,
 }
 
 /// Says which object store failed and why in one line, never the credentials.

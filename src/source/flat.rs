@@ -125,6 +125,11 @@ pub struct FlatBatchBuilder {
     key_column: usize,
     time_column: usize,
     len: usize,
+    /// The columns found for the n-th top-level member, and for the n-th
+    /// member of a nested object, of the previous entry: entries of one
+    /// archive list their members in one order, so one comparison usually
+    /// finds the column.
+    guesses: [Vec<Option<usize>>; 2],
 }
 
 impl FlatBatchBuilder {
@@ -149,6 +154,7 @@ impl FlatBatchBuilder {
             key_column: layout.position(Kind::Key),
             time_column: layout.position(Kind::Time),
             len: 0,
+            guesses: [Vec::new(), Vec::new()],
         }
     }
 
@@ -167,10 +173,11 @@ impl FlatBatchBuilder {
         let mut key_raw = None;
         let mut time_raw = None;
         self.extra.clear();
+        let mut nth = [0, 0];
         for (key, raw) in &entry.members {
             let key = key.as_ref();
-            let Some((first, column)) = columns.iter().enumerate().find(|(_, c)| c.member == key)
-            else {
+            let found = self.find_column(&mut nth, key, None);
+            let Some((first, column)) = found.map(|i| (i, &columns[i])) else {
                 self.extra.push(key, raw);
                 continue;
             };
@@ -186,7 +193,7 @@ impl FlatBatchBuilder {
                 }
                 continue;
             }
-            if !self.flatten(raw, key, &mut values) {
+            if !self.flatten(raw, key, &mut values, &mut nth) {
                 self.extra.push(key, raw);
             }
         }
@@ -215,10 +222,11 @@ impl FlatBatchBuilder {
     /// when the columns cannot rebuild it exactly (the caller keeps it in
     /// `extra`); string values of known members are used even then.
     fn flatten<'a>(
-        &self,
+        &mut self,
         raw: &'a RawValue,
         member: &str,
         values: &mut [Option<Cow<'a, str>>],
+        nth: &mut [usize; 2],
     ) -> bool {
         let text = raw.get();
         if text == "null" {
@@ -229,12 +237,7 @@ impl FlatBatchBuilder {
         };
         let mut canonical = true;
         for (field, value) in object.members {
-            let Some(i) = self
-                .layout
-                .columns
-                .iter()
-                .position(|c| c.member == member && c.field == Some(field.as_ref()))
-            else {
+            let Some(i) = self.find_column(nth, member, Some(field.as_ref())) else {
                 canonical = false;
                 continue;
             };
@@ -247,6 +250,36 @@ impl FlatBatchBuilder {
             }
         }
         canonical
+    }
+
+    /// The first column fed by top-level `member`, or by `field` of nested
+    /// object `member`, trying the previous entry's answer for the same
+    /// ordinal first; advances the ordinal.
+    fn find_column(
+        &mut self,
+        nth: &mut [usize; 2],
+        member: &str,
+        field: Option<&str>,
+    ) -> Option<usize> {
+        let columns = self.layout.columns;
+        let which = usize::from(field.is_some());
+        let matches = |c: &Column| c.member == member && (field.is_none() || c.field == field);
+        let n = nth[which];
+        nth[which] += 1;
+        let guesses = &mut self.guesses[which];
+        // Top-level guesses are always first matches, so a match is the answer.
+        if let Some(Some(guess)) = guesses.get(n).copied()
+            && matches(&columns[guess])
+        {
+            return Some(guess);
+        }
+        let found = columns.iter().position(matches);
+        if n < guesses.len() {
+            guesses[n] = found;
+        } else if n == guesses.len() {
+            guesses.push(found);
+        }
+        found
     }
 
     /// Takes the rows built so far as a batch.

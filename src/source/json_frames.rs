@@ -56,6 +56,9 @@ pub struct JsonFramer<R> {
     /// Absolute stream offset of `buf[0]`.
     base: u64,
     eof: bool,
+    /// Closing brackets expected while scanning a container; kept to avoid an
+    /// allocation per value.
+    stack: Vec<u8>,
 }
 
 impl<R: Read> JsonFramer<R> {
@@ -66,6 +69,7 @@ impl<R: Read> JsonFramer<R> {
             pos: 0,
             base: 0,
             eof: false,
+            stack: Vec::with_capacity(8),
         }
     }
 
@@ -304,7 +308,18 @@ impl<R: Read> JsonFramer<R> {
     /// reported where they occur.
     fn scan_container(&mut self) -> Result<usize, FrameError> {
         let start = self.pos;
-        let mut stack: Vec<u8> = Vec::with_capacity(8);
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.clear();
+        let end = self.scan_container_with(start, &mut stack);
+        self.stack = stack;
+        end
+    }
+
+    fn scan_container_with(
+        &mut self,
+        start: usize,
+        stack: &mut Vec<u8>,
+    ) -> Result<usize, FrameError> {
         let mut i = start;
         loop {
             let b = match self.byte_at(i)? {
@@ -353,12 +368,10 @@ impl<R: Read> JsonFramer<R> {
         let mut i = self.pos + rel + 1;
         loop {
             // Fast path over plain bytes already in the buffer.
-            while i < self.buf.len() {
-                match self.buf[i] {
-                    b'"' => return Ok(i + 1),
-                    b'\\' => break,
-                    _ => i += 1,
-                }
+            match memchr::memchr2(b'"', b'\\', &self.buf[i.min(self.buf.len())..]) {
+                Some(k) if self.buf[i + k] == b'"' => return Ok(i + k + 1),
+                Some(k) => i += k,
+                None => i = i.max(self.buf.len()),
             }
             match self.byte_at(i)? {
                 None => {

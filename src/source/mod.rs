@@ -92,9 +92,9 @@ impl Format {
     fn builder(&self) -> RowBuilder {
         match self {
             Format::HerokuArchive | Format::HerokuEvents => {
-                RowBuilder::Flat(heroku::batch_builder(BATCH_ROWS))
+                RowBuilder::Flat(Box::new(heroku::batch_builder(BATCH_ROWS)))
             }
-            Format::Terraform => RowBuilder::Flat(terraform::batch_builder(BATCH_ROWS)),
+            Format::Terraform => RowBuilder::Flat(Box::new(terraform::batch_builder(BATCH_ROWS))),
             Format::Mapped(m) => RowBuilder::Mapped(Box::new(mapped::MappedBatchBuilder::new(
                 m.clone(),
                 BATCH_ROWS,
@@ -105,7 +105,7 @@ impl Format {
 
 /// The row builder of a format.
 enum RowBuilder {
-    Flat(flat::FlatBatchBuilder),
+    Flat(Box<flat::FlatBatchBuilder>),
     Mapped(Box<mapped::MappedBatchBuilder>),
 }
 
