@@ -48,8 +48,8 @@ use stage::{StagedPart, Stager};
 /// their merge buffers); 512 MiB merges it with a 570 MiB peak RSS.
 pub const DEFAULT_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
 
-/// Staged rows after which a batch of archives is committed: about 0.5 GB
-/// of staging files and 32 MB of key hashes.
+/// Staged rows after which a batch of archives is committed: about 1.2 GB
+/// of staging files (Arrow IPC, ~300 bytes a row) and 32 MB of key hashes.
 pub const BATCH_ROWS: u64 = 4_000_000;
 
 /// Rows (old and staged) above which a partition merges alone, with the
