@@ -91,8 +91,8 @@ pub async fn merge_into(
 
     let paths = staged
         .iter()
-        .map(|p| &p.path)
-        .map(|path| {
+        .map(|p| {
+            let path = &p.path;
             path.to_str()
                 .map(str::to_string)
                 .with_context(|| format!("{}: path is not valid UTF-8", path.display()))
@@ -219,6 +219,13 @@ async fn write_query(
     target: &ObjectPath,
 ) -> anyhow::Result<(u64, BTreeMap<u64, u64>)> {
     let df = ctx.sql(sql).await.context("cannot plan the merge")?;
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let plan = df.clone().create_physical_plan().await?;
+        tracing::trace!(
+            "merge plan:\n{}",
+            datafusion::physical_plan::displayable(plan.as_ref()).indent(false)
+        );
+    }
     let mut stream = df.execute_stream().await.context("cannot run the merge")?;
 
     let sink = CommittingWriter::from(MonthWriter::create(lake, target).await?);
