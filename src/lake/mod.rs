@@ -369,7 +369,7 @@ impl Lake {
 }
 
 /// What a data file's footer says about it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct FileFacts {
     pub rows: u64,
     /// The columns its rows are sorted by (ascending, nulls last), as every
