@@ -54,51 +54,6 @@ pub enum EntryError {
     BadTimestamp { field: &'static str, value: String },
 }
 
-/// A `{"a": "x", "b": null}`-shaped member decoded into its string fields.
-/// `canonical` is false when the value has other keys or non-string values:
-/// then the original JSON must be kept in `extra` to stay lossless.
-pub struct StringFields<'a, const N: usize> {
-    pub values: [Option<Cow<'a, str>>; N],
-    pub canonical: bool,
-}
-
-/// Decodes an object member whose expected sub-keys are `names`.
-/// `null` and an object of strings/nulls with only those keys are canonical
-/// (absent and null are the same in the audit-trail schema); anything else is
-/// decoded leniently (string values of known keys are still used) and marked
-/// non-canonical.
-pub fn string_fields<'a, const N: usize>(
-    raw: &'a RawValue,
-    names: [&str; N],
-) -> StringFields<'a, N> {
-    let mut values: [Option<Cow<'a, str>>; N] = std::array::from_fn(|_| None);
-    let text = raw.get();
-    if text == "null" {
-        return StringFields {
-            values,
-            canonical: true,
-        };
-    }
-    let Ok(entry) = serde_json::from_str::<RawEntry<'a>>(text) else {
-        return StringFields {
-            values,
-            canonical: false,
-        };
-    };
-    let mut canonical = true;
-    for (key, value) in entry.members {
-        let Some(slot) = names.iter().position(|n| *n == key) else {
-            canonical = false;
-            continue;
-        };
-        match string_or_null(value) {
-            Some(s) => values[slot] = s,
-            None => canonical = false,
-        }
-    }
-    StringFields { values, canonical }
-}
-
 /// `Some(Some(s))` for a JSON string, `Some(None)` for null, `None` otherwise.
 pub fn string_or_null(raw: &RawValue) -> Option<Option<Cow<'_, str>>> {
     let text = raw.get();
@@ -115,22 +70,6 @@ pub fn string_or_null(raw: &RawValue) -> Option<Option<Cow<'_, str>>> {
         return Some(Some(Cow::Borrowed(&text[1..text.len() - 1])));
     }
     serde_json::from_str::<Cow<'_, str>>(text).ok().map(Some)
-}
-
-/// A required, non-empty string member.
-pub fn required_string<'a>(
-    raw: Option<&'a RawValue>,
-    field: &'static str,
-) -> Result<Cow<'a, str>, EntryError> {
-    let raw = raw.ok_or(EntryError::Missing(field))?;
-    match string_or_null(raw) {
-        Some(Some(s)) if !s.is_empty() => Ok(s),
-        Some(None) => Err(EntryError::Missing(field)),
-        _ => Err(EntryError::NotAString {
-            field,
-            found: describe_json(raw.get()),
-        }),
-    }
 }
 
 /// A parsed timestamp and whether its text is the canonical rendering of the
@@ -249,13 +188,14 @@ impl ExtraObject {
         self.text.clear();
     }
 
-    pub fn push(&mut self, key: &str, raw: &RawValue) {
+    /// Adds member `key` (unescaped text) with `value`, compact JSON text.
+    pub fn push(&mut self, key: &str, value: &str) {
         self.text.push(if self.text.is_empty() { '{' } else { ',' });
-        // Keys were unescaped by serde; escape them again.
+        // Keys were unescaped when parsed; escape them again.
         self.text
             .push_str(&serde_json::to_string(key).expect("a string always serializes"));
         self.text.push(':');
-        self.text.push_str(&compact_json(raw.get()));
+        self.text.push_str(value);
     }
 
     /// The finished object, or None when no member was pushed.
@@ -273,10 +213,6 @@ impl ExtraObject {
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> &RawValue {
-        serde_json::from_str(s).unwrap()
-    }
-
     #[test]
     fn entry_members_keep_order_and_raw_text() {
         let e: RawEntry = serde_json::from_str(r#"{"b": {"x": [1, 2]}, "a": "\u00e9"}"#).unwrap();
@@ -284,25 +220,6 @@ mod tests {
         assert_eq!(e.members[0].0, "b");
         assert_eq!(e.members[0].1.get(), r#"{"x": [1, 2]}"#);
         assert_eq!(e.members[1].1.get(), r#""\u00e9""#);
-    }
-
-    #[test]
-    fn string_fields_canonical_and_not() {
-        let f = string_fields(raw(r#"{"id":"1","email":"a@b"}"#), ["id", "email"]);
-        assert!(f.canonical);
-        assert_eq!(f.values[1].as_deref(), Some("a@b"));
-        let f = string_fields(raw("null"), ["id", "name"]);
-        assert!(f.canonical && f.values[0].is_none());
-        let f = string_fields(
-            raw(r#"{"id":"1","name":"x","region":"eu"}"#),
-            ["id", "name"],
-        );
-        assert!(!f.canonical);
-        assert_eq!(f.values[1].as_deref(), Some("x"));
-        let f = string_fields(raw(r#"{"id":7}"#), ["id", "name"]);
-        assert!(!f.canonical && f.values[0].is_none());
-        let f = string_fields(raw(r#""text""#), ["id", "name"]);
-        assert!(!f.canonical);
     }
 
     #[test]
@@ -362,8 +279,8 @@ mod tests {
     fn extra_object_escapes_keys() {
         let mut x = ExtraObject::default();
         assert!(x.finish().is_none());
-        x.push("we\"ird", raw("[1, 2]"));
-        x.push("b", raw("null"));
+        x.push("we\"ird", "[1,2]");
+        x.push("b", "null");
         assert_eq!(x.finish(), Some(r#"{"we\"ird":[1,2],"b":null}"#));
     }
 }

@@ -103,13 +103,14 @@ mod tests {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::TimestampMicrosecondType;
 
-    use crate::source::entry::{EntryError, RawEntry};
+    use crate::source::entry::EntryError;
+    use crate::source::scan::parse_entry;
     use datafusion::arrow::array::RecordBatch;
 
     fn build(entries: &[&str]) -> Result<RecordBatch, EntryError> {
         let mut b = batch_builder(0);
         for e in entries {
-            let entry: RawEntry = serde_json::from_str(e).unwrap();
+            let entry = parse_entry(e.as_bytes()).unwrap().unwrap();
             b.append(&entry)?;
         }
         Ok(b.finish())

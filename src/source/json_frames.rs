@@ -59,6 +59,12 @@ pub struct JsonFramer<R> {
     /// Closing brackets expected while scanning a container; kept to avoid an
     /// allocation per value.
     stack: Vec<u8>,
+    /// `buf[valid_from..valid_to]` is known to be UTF-8 ending at a character
+    /// boundary (checked once per read, for [`parse_next`](Self::parse_next)).
+    valid_from: usize,
+    valid_to: usize,
+    /// The bytes at `valid_to` are not UTF-8 (not merely cut by the read).
+    invalid_at_end: bool,
 }
 
 impl<R: Read> JsonFramer<R> {
@@ -70,6 +76,9 @@ impl<R: Read> JsonFramer<R> {
             base: 0,
             eof: false,
             stack: Vec::with_capacity(8),
+            valid_from: 0,
+            valid_to: 0,
+            invalid_at_end: false,
         }
     }
 
@@ -84,6 +93,8 @@ impl<R: Read> JsonFramer<R> {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.base += self.pos as u64;
+            self.valid_from = self.valid_from.saturating_sub(self.pos);
+            self.valid_to = self.valid_to.saturating_sub(self.pos);
             self.pos = 0;
         }
     }
@@ -221,6 +232,77 @@ impl<R: Read> JsonFramer<R> {
             offset,
             bytes: &self.buf[start..end],
         })
+    }
+
+    /// Offers the buffered text from the next significant byte on to
+    /// `parse` (with its absolute offset), which returns how many bytes its
+    /// value took, or None when the text ended inside the value: then more
+    /// input is read and `parse` is called again with the longer text.
+    ///
+    /// This lets a parser read each value once, in place, instead of the
+    /// framer scanning it first. Returns Ok(false), having consumed nothing,
+    /// when the value cannot be offered as text (the input ends inside it,
+    /// or it is not UTF-8): frame it with
+    /// [`next_value_unchecked`](Self::next_value_unchecked) to learn why.
+    pub fn parse_next<E: From<FrameError>>(
+        &mut self,
+        context: &'static str,
+        mut parse: impl FnMut(&str, u64) -> Result<Option<usize>, E>,
+    ) -> Result<bool, E> {
+        if self.peek_significant()?.is_none() {
+            return Err(FrameError::Truncated {
+                offset: self.offset(),
+                context,
+            }
+            .into());
+        }
+        let start = self.pos;
+        let offset = self.base + start as u64;
+        loop {
+            let text = self.valid_text(start);
+            let offered = text.len();
+            if let Some(len) = parse(text, offset)? {
+                self.pos = start + len;
+                return Ok(true);
+            }
+            if self.invalid_at_end && start + offered < self.buf.len() {
+                return Ok(false);
+            }
+            if !self.fill().map_err(FrameError::from)? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The longest UTF-8 text of the buffer from `start` on, checking bytes
+    /// read since the last call.
+    fn valid_text(&mut self, start: usize) -> &str {
+        if !(self.valid_from..=self.valid_to).contains(&start)
+            || !self.buf.get(start).is_some_and(u8::is_ascii)
+        {
+            // Not inside the checked run, or not at a character boundary
+            // of it: start a new run here.
+            self.valid_from = start;
+            self.valid_to = start;
+            self.invalid_at_end = false;
+        }
+        if !self.invalid_at_end && self.valid_to < self.buf.len() {
+            match std::str::from_utf8(&self.buf[self.valid_to..]) {
+                Ok(_) => self.valid_to = self.buf.len(),
+                Err(e) => {
+                    self.valid_to += e.valid_up_to();
+                    self.invalid_at_end = e.error_len().is_some();
+                }
+            }
+        }
+        let bytes = &self.buf[start..self.valid_to];
+        // SAFETY: `buf[valid_from..valid_to]` was checked to be UTF-8 by
+        // `from_utf8` above (in pieces that each ended at a character
+        // boundary, since a cut character is left for the next check), and
+        // `start` is within it at an ASCII byte, hence at a character
+        // boundary; the bytes are not modified until the run is reset
+        // (`fill` only appends, `compact` shifts the indexes with the bytes).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// Reads an object key (a JSON string) and the following ':'.
@@ -520,6 +602,85 @@ mod tests {
         assert_eq!(f.next_value("").unwrap().bytes.len(), big.len() + 2);
         assert!(f.next_separator(b']', "").unwrap());
         assert_eq!(f.next_value("").unwrap().offset, big.len() as u64 + 5);
+    }
+
+    /// Hands out `n` bytes per read, to cut values and characters.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Parses every element of an array with `parse_next`, recording what
+    /// each call was offered; an element that cannot be offered is framed.
+    fn parse_all(doc: &[u8], read_size: usize) -> Vec<Result<(u64, String), String>> {
+        let mut f = JsonFramer::new(Trickle(doc, read_size));
+        f.expect(b'[', "").unwrap();
+        let mut out = Vec::new();
+        loop {
+            let parsed = f.parse_next("", |text: &str, offset| {
+                Ok::<_, FrameError>(match crate::source::scan::parse_prefix(text) {
+                    Ok((_, len)) => {
+                        out.push(Ok((offset, text[..len].to_string())));
+                        Some(len)
+                    }
+                    Err(e) if e.ran_out(text) => None,
+                    Err(e) => panic!("{e:?}"),
+                })
+            });
+            match parsed {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.push(Err(match f.next_value_unchecked("") {
+                        Ok(frame) => format!("framed {} bytes", frame.bytes.len()),
+                        Err(e) => e.to_string(),
+                    }));
+                    return out;
+                }
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    return out;
+                }
+            }
+            if !f.next_separator(b']', "").unwrap() {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn parse_next_reads_more_until_the_value_is_whole() {
+        let doc = "[{\"a\":\"é€😀\"}, {\"b\":[1,2]} ,3]".as_bytes();
+        for read_size in [1, 2, 3, 5, 64] {
+            assert_eq!(
+                parse_all(doc, read_size),
+                [
+                    Ok((1, "{\"a\":\"é€😀\"}".to_string())),
+                    Ok((20, "{\"b\":[1,2]}".to_string())),
+                    Ok((33, "3".to_string())),
+                ],
+                "{read_size}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_next_declines_what_is_truncated_or_not_utf8() {
+        let truncated = parse_all(b"[{\"a\":1}, {\"b\":", 4);
+        assert_eq!(truncated[0], Ok((1, "{\"a\":1}".to_string())));
+        assert_eq!(
+            truncated[1],
+            Err(
+                "byte 15: unexpected end of input (inside a JSON value); the file looks truncated"
+                    .into()
+            )
+        );
+        let not_utf8 = parse_all(b"[{\"a\":\"\xff\"}, 1]", 3);
+        assert_eq!(not_utf8, [Err("framed 9 bytes".to_string())]);
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl MappedBatchBuilder {
         self.data.clear();
         for ((key, raw), used) in record.members.iter().zip(&consumed) {
             if !used {
-                self.data.push(key, raw);
+                self.data.push(key, &compact_json(raw.get()));
             }
         }
         self.id.append_value(&id);

@@ -7,6 +7,7 @@ pub mod heroku;
 pub mod json_frames;
 pub mod mapped;
 pub mod mapping;
+pub mod scan;
 pub mod terraform;
 
 use std::fs::File;
@@ -110,13 +111,6 @@ enum RowBuilder {
 }
 
 impl RowBuilder {
-    fn append(&mut self, entry: &RawEntry<'_>, bytes: &[u8]) -> Result<(), String> {
-        match self {
-            RowBuilder::Flat(b) => b.append(entry).map_err(|e| e.to_string()),
-            RowBuilder::Mapped(b) => b.append(entry, bytes).map_err(|e| e.to_string()),
-        }
-    }
-
     fn len(&self) -> usize {
         match self {
             RowBuilder::Flat(b) => b.len(),
@@ -319,38 +313,103 @@ impl<S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>> Rows<S> {
         }
     }
 
-    /// Parses and appends one entry found at `at`.
-    fn push(&mut self, bytes: &[u8], at: Position) -> anyhow::Result<()> {
-        let index = self.entries;
-        let error = |at, message| SourceError::Invalid {
-            entry: Some(index),
-            at: Some(at),
-            message,
-        };
-        let entry: RawEntry = serde_json::from_slice(bytes).map_err(|e| match at {
-            Position::Byte(offset) if bytes.first() == Some(&b'{') => error(
-                Position::Byte(offset + byte_offset_of(bytes, e.line(), e.column())),
-                format!("invalid JSON: {}", json_reason(&e)),
-            ),
-            _ => {
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]);
-                error(
-                    at,
-                    format!(
-                        "entry is not a JSON object (found {})",
-                        describe_json(&text)
-                    ),
-                )
+    /// Parses the entry at the start of `text` (found at byte `offset`) and
+    /// appends it; returns its length, or None when `text` ends inside it.
+    /// Flat formats only.
+    fn push_prefix(&mut self, text: &str, offset: u64) -> anyhow::Result<Option<usize>> {
+        let entry = match scan::parse_prefix(text) {
+            Ok((Some(entry), len)) => (entry, len),
+            Err(e) if e.ran_out(text) => return Ok(None),
+            Ok((None, _)) | Err(_) if !text.starts_with('{') => {
+                return Err(self
+                    .not_an_object(text.as_bytes(), Position::Byte(offset))
+                    .into());
             }
-        })?;
-        self.builder
-            .append(&entry, bytes)
-            .map_err(|e| error(at, e))?;
+            Ok((None, _)) => unreachable!("a value starting with '{{' is an object"),
+            Err(e) => {
+                return Err(self
+                    .entry_error(
+                        Position::Byte(offset + e.offset as u64),
+                        format!("invalid JSON: {}", e.message),
+                    )
+                    .into());
+            }
+        };
+        self.append_flat(&entry.0, Position::Byte(offset))?;
+        Ok(Some(entry.1))
+    }
+
+    fn append_flat(&mut self, entry: &scan::Entry<'_>, at: Position) -> anyhow::Result<()> {
+        let RowBuilder::Flat(builder) = &mut self.builder else {
+            unreachable!("only flat formats parse entries with scan")
+        };
+        if let Err(e) = builder.append(entry) {
+            return Err(self.entry_error(at, e.to_string()).into());
+        }
+        self.appended()
+    }
+
+    /// Counts an appended entry, flushing a full batch.
+    fn appended(&mut self) -> anyhow::Result<()> {
         self.entries += 1;
         if self.builder.len() >= BATCH_ROWS {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// An error about the entry being read.
+    fn entry_error(&self, at: Position, message: String) -> SourceError {
+        SourceError::Invalid {
+            entry: Some(self.entries),
+            at: Some(at),
+            message,
+        }
+    }
+
+    fn not_an_object(&self, bytes: &[u8], at: Position) -> SourceError {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]);
+        let found = describe_json(text.trim_start());
+        self.entry_error(at, format!("entry is not a JSON object (found {found})"))
+    }
+
+    /// Parses and appends one entry found at `at`.
+    fn push(&mut self, bytes: &[u8], at: Position) -> anyhow::Result<()> {
+        let starts_object = bytes.first() == Some(&b'{');
+        if let RowBuilder::Flat(_) = self.builder {
+            let entry = match scan::parse_entry(bytes) {
+                Ok(Some(entry)) => entry,
+                Err(e) if starts_object && let Position::Byte(offset) = at => {
+                    return Err(self
+                        .entry_error(
+                            Position::Byte(offset + e.offset as u64),
+                            format!("invalid JSON: {}", e.message),
+                        )
+                        .into());
+                }
+                _ => return Err(self.not_an_object(bytes, at).into()),
+            };
+            return self.append_flat(&entry, at);
+        }
+        let entry: RawEntry = match serde_json::from_slice(bytes) {
+            Ok(entry) => entry,
+            Err(e) if starts_object && let Position::Byte(offset) = at => {
+                return Err(self
+                    .entry_error(
+                        Position::Byte(offset + byte_offset_of(bytes, e.line(), e.column())),
+                        format!("invalid JSON: {}", json_reason(&e)),
+                    )
+                    .into());
+            }
+            Err(_) => return Err(self.not_an_object(bytes, at).into()),
+        };
+        let RowBuilder::Mapped(builder) = &mut self.builder else {
+            unreachable!("flat builders returned above")
+        };
+        if let Err(e) = builder.append(&entry, bytes) {
+            return Err(self.entry_error(at, e.to_string()).into());
+        }
+        self.appended()
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
@@ -549,12 +608,25 @@ fn read_array<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
     if framer.consume_if(b']').map_err(frame_err(None))? {
         return Ok(());
     }
+    let in_place = matches!(rows.builder, RowBuilder::Flat(_));
     loop {
         let index = rows.entries;
-        let frame = framer
-            .next_value_unchecked(context)
-            .map_err(frame_err(Some(index)))?;
-        rows.push(frame.bytes, Position::Byte(frame.offset))?;
+        // Flat formats parse each entry in the framer's buffer, in one pass;
+        // the framer frames it first only when that cannot be done (and for
+        // the mapped builder, which parses with serde).
+        let parsed = in_place
+            && framer
+                .parse_next(context, |text, offset| rows.push_prefix(text, offset))
+                .map_err(|e| match e.downcast::<FrameError>() {
+                    Ok(e) => SourceError::from_frame(e, Some(index)).into(),
+                    Err(e) => e,
+                })?;
+        if !parsed {
+            let frame = framer
+                .next_value_unchecked(context)
+                .map_err(frame_err(Some(index)))?;
+            rows.push(frame.bytes, Position::Byte(frame.offset))?;
+        }
         if !framer
             .next_separator(b']', context)
             .map_err(frame_err(Some(rows.entries)))?

@@ -88,21 +88,23 @@ pub fn table_spec() -> TableSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::entry::RawEntry;
+    use crate::source::scan::parse_entry;
     use datafusion::arrow::array::{Array, AsArray};
 
     #[test]
     fn flattens_the_documented_sample_event() {
         // The sample response of the Audit Trails API documentation.
-        let entry: RawEntry = serde_json::from_str(
+        let entry = parse_entry(
             r#"{"id": "ae66e491-db59-457c-8445-9c908ee726ae", "version": "0", "type": "Resource",
             "timestamp": "2020-06-30T17:52:46.000Z",
             "auth": {"accessor_id": "user-MaPuLxAXvtq2PWTH", "description": "pveverka",
                      "type": "Client", "impersonator_id": null, "organization_id": "org-AGLwRmx1snv34Yts"},
             "request": {"id": "4df584d4-7e2a-01e6-6cc0-4adbefa020e6"},
             "resource": {"id": "at-sjt83qTw3GZatuPm", "type": "authentication_token",
-                         "action": "create", "meta": {"k": [1, 2]}}}"#,
+                         "action": "create", "meta": {"k": [1, 2]}}}"#
+                .as_bytes(),
         )
+        .unwrap()
         .unwrap();
         let mut b = batch_builder(1);
         b.append(&entry).unwrap();
@@ -122,9 +124,11 @@ mod tests {
         // Terraform's own millisecond rendering is canonical: nothing extra.
         assert_eq!(text("extra"), None);
         let mut b = batch_builder(1);
-        let entry: RawEntry = serde_json::from_str(
-            r#"{"id":"x","timestamp":"2020-06-30T17:52:46Z","resource":{"id":"r","extra":1}}"#,
+        let entry = parse_entry(
+            r#"{"id":"x","timestamp":"2020-06-30T17:52:46Z","resource":{"id":"r","extra":1}}"#
+                .as_bytes(),
         )
+        .unwrap()
         .unwrap();
         b.append(&entry).unwrap();
         let batch = b.finish();
