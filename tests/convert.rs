@@ -604,6 +604,72 @@ async fn archives_of_one_run_merge_in_name_order() {
     }
 }
 
+/// A month merges while later archives are still staging, once an archive
+/// of a later month arrives; when an archive after that still adds to the
+/// month, the month merges again, and the newer row still wins.
+#[tokio::test]
+async fn a_month_merged_early_merges_again_when_a_later_archive_adds_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = |n: u32, month: u32, data: &str| {
+        format!(
+            r#"{{"id":"{}","type":"config_change","action":"set","enterprise_account":{{"id":"ea-acme","name":"acme"}},"data":{data},"created_at":"2024-{month:02}-0{}T00:00:00Z"}}"#,
+            id(n),
+            n % 10
+        )
+    };
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    let write = |name: &str, entries: &[String]| {
+        std::fs::write(
+            inputs.join(name),
+            format!(r#"{{"entries":[{}]}}"#, entries.join(",")),
+        )
+        .unwrap()
+    };
+    write("a.json", &[e(1, 5, "1"), e(2, 5, r#""x""#)]);
+    // June only: May looks complete and merges.
+    write("b.json", &[e(11, 6, "11")]);
+    // May again: a correction of id 2 and a new id 4.
+    write("c.json", &[e(2, 5, r#""z""#), e(4, 5, "4")]);
+    for jobs in ["1", "2"] {
+        let lake = dir.path().join(format!("lake-{jobs}"));
+        let out = auditlake(&[
+            "convert",
+            "--jobs",
+            jobs,
+            "--lake",
+            lake.to_str().unwrap(),
+            inputs.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        for (line, expected) in lines.iter().zip([
+            "converted  a.json  2 entries  months 2024-05  2 rows written (2 new)",
+            "converted  b.json  1 entries  months 2024-06  1 rows written (1 new)",
+            "converted  c.json  2 entries  months 2024-05  3 rows written (1 new)",
+        ]) {
+            assert!(line.starts_with(expected), "jobs {jobs}: {text}");
+        }
+        // Each file counted once, at its last merge: May 3 + June 1.
+        assert!(
+            lines[3].contains("5 entries, 4 rows written (4 new)"),
+            "{text}"
+        );
+        let may = lake.join("heroku/year=2024/month=05/acme.parquet");
+        let rows = query_file(&may, "SELECT id, data FROM t ORDER BY id").await;
+        assert_eq!(
+            rows,
+            [
+                [id(1), "1".to_string()],
+                [id(2), r#""z""#.to_string()],
+                [id(4), "4".to_string()]
+            ],
+            "jobs {jobs}"
+        );
+    }
+}
+
 /// Each malformed fixture is rejected with one line naming the file, where,
 /// and why; nothing reaches the lake.
 #[test]

@@ -5,22 +5,25 @@
 //!    it if the lake already recorded that sha256, otherwise stream-parse it
 //!    into temporary per-partition files. A bad archive fails here, before it
 //!    touched the lake.
-//! 2. **commit** (a batch of consecutive archives at a time): merge each
-//!    partition once with the parts every archive of the batch staged for it
-//!    (see [`merge`]), then record the archives in the manifest, in input
-//!    order. Monthly archives spill a few events into the neighbouring
-//!    month; merging per batch rather than per archive writes each month
-//!    file once in a backfill instead of twice. Input order decides which of
-//!    two rows with one key wins ("the newest conversion wins").
+//! 2. **merge and record** ([`schedule`]): each partition merges once with
+//!    the parts of every archive that had rows for it (see [`merge`]), as
+//!    soon as the archives still to come are unlikely to add to it, while
+//!    later archives are still staging. Monthly archives spill a few events
+//!    into the neighbouring month; merging a month once all its archives
+//!    are staged writes each month file once in a backfill instead of twice.
+//!    Archives are then recorded in the manifest, in input order. Input
+//!    order decides which of two rows with one key wins ("the newest
+//!    conversion wins").
 //!
-//! A batch ends after [`BATCH_ROWS`] staged rows, which bounds the temporary
-//! disk used and the key hashes held in memory.
+//! Staged rows not yet merged are bounded ([`schedule::OPEN_ROWS`]), which
+//! bounds the temporary disk used and the key hashes held in memory.
 
 pub mod discover;
 pub mod merge;
+mod schedule;
 pub mod stage;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +34,6 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -41,16 +43,13 @@ use crate::lake::manifest::ArchiveRecord;
 use crate::lake::{Lake, PartitionKey, commit::remove_stale_temp_files};
 use crate::source::{self, ByteCounter, Format};
 use crate::table::TableSpec;
+use schedule::Scheduler;
 use stage::{StagedPart, Stager};
 
 /// Default memory limit of the merge engine. 256 MiB was measured too small
 /// for a month of 2M events (the merge's two spilling sorts could not reserve
 /// their merge buffers); 512 MiB merges it with a 570 MiB peak RSS.
 pub const DEFAULT_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
-
-/// Staged rows after which a batch of archives is committed: about 1.2 GB
-/// of staging files (Arrow IPC, ~300 bytes a row) and 32 MB of key hashes.
-pub const BATCH_ROWS: u64 = 4_000_000;
 
 /// Rows (old and staged) above which a partition merges alone, with the
 /// whole memory pool: a month of 200k events merges beside other work, one of
@@ -215,13 +214,10 @@ pub async fn convert(
     // a core whose archive finished early takes the next one instead of
     // waiting for the archive in front (results are still taken in order).
     let permits = Arc::new(Semaphore::new(jobs));
+    let mut scheduler = Scheduler::new(lake, &ctx, permits.clone(), jobs, observer.clone());
     let mut pending = VecDeque::new();
     let mut queue = archives.into_iter().enumerate().peekable();
-    let mut outcomes = Vec::new();
     let mut seen = HashSet::new();
-    let mut batch: Vec<Result<StagedArchive, ArchiveOutcome>> = Vec::new();
-    let mut batch_rows = 0u64;
-    let mut rows_written = 0u64;
     loop {
         while pending.len() < 2 * jobs {
             let Some((ordinal, input)) = queue.next() else {
@@ -257,38 +253,26 @@ pub async fn convert(
                     .context("a conversion task panicked")?
                 }
                 .await;
-                (display, result)
+                (ordinal as u64, display, result)
             }));
         }
         let Some(handle) = pending.pop_front() else {
             break;
         };
-        let (path, prepared) = handle.await.context("a conversion task panicked")?;
-        batch.push(match prepared {
-            Ok(Prepared::Unchanged(outcome)) => Err(outcome),
+        let (ordinal, path, prepared) = handle.await.context("a conversion task panicked")?;
+        match prepared {
+            Ok(Prepared::Unchanged(outcome)) => scheduler.add_done(ordinal, outcome),
             Ok(Prepared::Staged(staged)) if !seen.insert(staged.sha256.clone()) => {
                 // The same bytes were given twice in this run.
                 let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Unchanged);
                 outcome.sha256 = Some(staged.sha256);
-                Err(outcome)
+                scheduler.add_done(ordinal, outcome);
             }
-            Ok(Prepared::Staged(staged)) => {
-                batch_rows += staged.parts.iter().map(|(_, p)| p.rows).sum::<u64>();
-                Ok(staged)
-            }
-            Err(e) => Err(failed(&path, format!("{e:#}"))),
-        });
-        if batch_rows >= BATCH_ROWS || (pending.is_empty() && queue.peek().is_none()) {
-            let (committed, written) =
-                commit_batch(lake, &ctx, std::mem::take(&mut batch), &permits, jobs).await;
-            for outcome in committed {
-                observer.archive_finished(&outcome);
-                outcomes.push(outcome);
-            }
-            rows_written += written;
-            batch_rows = 0;
+            Ok(Prepared::Staged(staged)) => scheduler.add_staged(staged),
+            Err(e) => scheduler.add_done(ordinal, failed(&path, format!("{e:#}"))),
         }
     }
+    let (outcomes, rows_written) = scheduler.finish().await?;
 
     let count = |s| {
         outcomes
@@ -411,101 +395,11 @@ fn prepare(
     }))
 }
 
-/// Phase 2: merge each partition the batch staged rows for (each merge
-/// holding one of the run's `permits`), then record the archives whose partitions all merged; returns
-/// the outcomes in input order and the rows of the partition files written.
-async fn commit_batch(
-    lake: &Lake,
-    ctx: &SessionContext,
-    batch: Vec<Result<StagedArchive, ArchiveOutcome>>,
-    permits: &Semaphore,
-    jobs: usize,
-) -> (Vec<ArchiveOutcome>, u64) {
-    // Each partition with its parts (archive in the batch, part of the
-    // archive), in input order.
-    let mut partitions: BTreeMap<(String, PartitionKey), Vec<(usize, usize)>> = BTreeMap::new();
-    for (i, slot) in batch.iter().enumerate() {
-        if let Ok(staged) = slot {
-            for (p, (key, _)) in staged.parts.iter().enumerate() {
-                partitions
-                    .entry((staged.spec.name.clone(), key.clone()))
-                    .or_default()
-                    .push((i, p));
-            }
-        }
-    }
-    let staged = |i: usize| batch[i].as_ref().expect("only staged archives have parts");
-    let merges = futures::stream::iter(partitions.iter().map(|((_, key), at)| {
-        let first = staged(at[0].0);
-        let parts: Vec<&StagedPart> = at.iter().map(|&(i, p)| &staged(i).parts[p].1).collect();
-        async move {
-            let target = lake.partition_path(&first.spec.name, key);
-            let result = async {
-                let old = lake.file_facts(&target).await?;
-                let rows = old.as_ref().map_or(0, |f| f.rows)
-                    + parts.iter().map(|p| p.rows).sum::<u64>();
-                // A large merge takes every permit: two of them at once would
-                // each hold half the memory pool plus their unpooled readers,
-                // sorted copies and writer (measured 1.0-1.1 GiB peak for two
-                // 1M-row months against ~0.6 GiB for one).
-                let weight = if rows > LARGE_MERGE_ROWS { jobs } else { 1 };
-                let _permits = permits.acquire_many(weight as u32).await?;
-                merge::merge_into(ctx, lake, &first.spec, &parts, &target, old.as_ref()).await
-            }
-                .await
-                .map_err(|e| {
-                    if format!("{e:#}").contains("Resources exhausted") {
-                        e.context("the merge needs more memory: raise --memory-limit (e.g. --memory-limit 1G)")
-                    } else {
-                        e
-                    }
-                })
-                .with_context(|| format!("cannot merge into {}", lake.object_url(&target)));
-            tracing::debug!(?key, parts = parts.len(), ?result, "merged partition");
-            result.map_err(|e| format!("{e:#}"))
-        }
-    }))
-    .buffered(jobs)
-    .collect::<Vec<_>>()
-    .await;
-    // The merge results of each archive's partitions.
-    let mut by_archive: BTreeMap<usize, Vec<MergedPartition<'_>>> = BTreeMap::new();
-    for (((_, key), at), result) in partitions.iter().zip(&merges) {
-        for &(i, _) in at {
-            by_archive.entry(i).or_default().push((key, result));
-        }
-    }
-    let rows_written = merges.iter().flatten().map(|stats| stats.rows_after).sum();
-
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (i, slot) in batch.into_iter().enumerate() {
-        let staged = match slot {
-            Ok(staged) => staged,
-            Err(outcome) => {
-                outcomes.push(outcome);
-                continue;
-            }
-        };
-        let merged = by_archive.remove(&i).unwrap_or_default();
-        let outcome = match merged.iter().find_map(|(_, r)| r.as_ref().err()) {
-            Some(error) => failed(&staged.path, error.clone()),
-            None => record(lake, staged, &merged)
-                .await
-                .unwrap_or_else(|(path, e)| failed(&path, format!("{e:#}"))),
-        };
-        outcomes.push(outcome);
-    }
-    (outcomes, rows_written)
-}
-
-/// A partition an archive had rows for, and how its merge went.
-type MergedPartition<'a> = (&'a PartitionKey, &'a Result<merge::MergeStats, String>);
-
 /// Records a committed archive in the manifest; returns its outcome.
 async fn record(
     lake: &Lake,
-    staged: StagedArchive,
-    merged: &[MergedPartition<'_>],
+    staged: &StagedArchive,
+    merged: &[(PartitionKey, Result<merge::MergeStats, String>)],
 ) -> Result<ArchiveOutcome, (String, anyhow::Error)> {
     let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
     let mut months = Vec::new();
@@ -530,7 +424,7 @@ async fn record(
     outcome.months = months;
     outcome.seconds = staged.started.elapsed().as_secs_f64();
     let record = ArchiveRecord {
-        sha256: staged.sha256,
+        sha256: staged.sha256.clone(),
         name: outcome.name.clone(),
         path: outcome.path.clone(),
         format: outcome.format.clone().unwrap_or_default(),
