@@ -603,6 +603,70 @@ mod tests {
         assert!(!parse_prefix(bad).unwrap_err().ran_out(bad));
     }
 
+    /// Random edits of real entries: the parser accepts exactly what
+    /// serde_json accepts, and decodes the same member keys and strings.
+    #[test]
+    fn agrees_with_serde_json_on_mutated_entries() {
+        let seeds = [
+            r#"{"id":"d03f1c41-7312","type":"config_change","actor":{"id":"user-3","email":"dan0@acme.io"},"data":{"changes":["WEB_CONCURRENCY"],"n":-1.5e3,"ok":true,"x":null},"created_at":"2024-01-06T06:29:28Z"}"#,
+            r#"{ "a" : "\u00e9\n\"q\"" , "b" : [ 1 , { "c" : "\ud83d\ude00" } ] , "d" : { } }"#,
+        ];
+        let alphabet = b"{}[]\":,\\ \tu0e9-.+Ex\x01\xc3\xa9";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for round in 0..4000 {
+            let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(bytes.len());
+                match next(3) {
+                    0 => bytes[at] = alphabet[next(alphabet.len())],
+                    1 => bytes.insert(at, alphabet[next(alphabet.len())]),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let ours = parse_entry(&bytes);
+            let theirs = serde_json::from_slice::<serde_json::Value>(&bytes);
+            assert_eq!(
+                ours.is_ok(),
+                theirs.is_ok(),
+                "{:?}: {ours:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+            if let (Ok(Some(entry)), Ok(serde_json::Value::Object(map))) = (ours, theirs) {
+                accepted += 1;
+                for member in &entry.members {
+                    // serde keeps the last of repeated keys.
+                    let last = entry.members.iter().rev().find(|m| m.key == member.key);
+                    if !std::ptr::eq(last.unwrap(), member) {
+                        continue;
+                    }
+                    let value = &map[member.key.as_ref()];
+                    match &member.value {
+                        Value::Str(s) => assert_eq!(value.as_str(), Some(s.as_ref())),
+                        Value::Null => assert!(value.is_null()),
+                        Value::Object(_) => assert!(value.is_object()),
+                        Value::Other => {
+                            assert_eq!(
+                                &serde_json::from_str::<serde_json::Value>(member.raw).unwrap(),
+                                value
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        // Both outcomes were exercised.
+        assert!((100..3900).contains(&accepted), "{accepted}");
+    }
+
     #[test]
     fn errors_name_the_byte() {
         let e = parse(r#"{"id":"b1","type":config_change}"#).unwrap_err();
