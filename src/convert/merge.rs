@@ -231,23 +231,47 @@ async fn write_query(
     let sink = CommittingWriter::from(MonthWriter::create(lake, target).await?);
     let mut writer =
         AsyncArrowWriter::try_new(sink, spec.schema.clone(), Some(writer_properties(spec)))?;
+    // Encoding runs in its own task, so a month's merged rows are produced
+    // (DataFusion's merge of sorted runs) and encoded (zstd, dictionaries,
+    // statistics) on two cores at once; a large merge, which holds every
+    // permit, used to leave one core idle. The task hands the writer back
+    // unfinished: only a merge that read to the end commits the file.
+    let (batches, mut to_encode) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+    let encoder = tokio::spawn(async move {
+        while let Some(batch) = to_encode.recv().await {
+            writer.write(&batch).await?;
+        }
+        Ok::<_, datafusion::parquet::errors::ParquetError>(writer)
+    });
     let mut rows = 0u64;
     let mut new_by_archive = BTreeMap::new();
     let width = spec.schema.fields().len();
-    while let Some(batch) = stream.next().await {
-        let batch = batch.context("merge failed")?;
-        let first = batch.column(width).as_primitive::<Int64Type>();
-        for priority in first.iter().flatten().filter(|p| *p >= 0) {
-            *new_by_archive
-                .entry(archive_of(priority as u64))
-                .or_insert(0) += 1;
+    let produced = async {
+        while let Some(batch) = stream.next().await {
+            let batch = batch.context("merge failed")?;
+            let first = batch.column(width).as_primitive::<Int64Type>();
+            for priority in first.iter().flatten().filter(|p| *p >= 0) {
+                *new_by_archive
+                    .entry(archive_of(priority as u64))
+                    .or_insert(0) += 1;
+            }
+            // The query's schema may mark columns nullable; the table's does not.
+            let batch =
+                RecordBatch::try_new(spec.schema.clone(), batch.columns()[..width].to_vec())
+                    .context("merged rows do not fit the table schema")?;
+            rows += batch.num_rows() as u64;
+            if batches.send(batch).await.is_err() {
+                // The encoder stopped: its error says why.
+                break;
+            }
         }
-        // The query's schema may mark columns nullable; the table's does not.
-        let batch = RecordBatch::try_new(spec.schema.clone(), batch.columns()[..width].to_vec())
-            .context("merged rows do not fit the table schema")?;
-        rows += batch.num_rows() as u64;
-        writer.write(&batch).await?;
+        anyhow::Ok(())
     }
+    .await;
+    drop(batches);
+    let encoded = encoder.await.context("the parquet encoder panicked")?;
+    produced?;
+    let writer = encoded.context("cannot encode the month file")?;
     // Completing the writer commits the file (rename or completed upload).
     writer
         .close()
