@@ -5,10 +5,11 @@
 //! reading it into a `String`, would make memory grow with the archive. The
 //! [`JsonFramer`] instead walks the document's *outer* structure byte by byte
 //! and hands out each value of interest (an array element, a top-level value)
-//! as one contiguous slice, tagged with its absolute byte offset. Each slice is
-//! then parsed on its own with `serde_json::from_slice`, which is fast,
-//! borrows strings instead of copying them, and lets every error name the
-//! exact byte where it happened.
+//! with its absolute byte offset: either in place, to a parser that reads it
+//! straight from the buffer ([`JsonFramer::parse_next`], how entries of the
+//! flat formats are read), or as one contiguous slice parsed on its own
+//! ([`JsonFramer::next_value_unchecked`]). Either way every error can name
+//! the exact byte where it happened.
 //!
 //! Memory held at any time is one read chunk plus the largest single value.
 

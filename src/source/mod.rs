@@ -328,10 +328,7 @@ impl<S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>> Rows<S> {
             Ok((None, _)) => unreachable!("a value starting with '{{' is an object"),
             Err(e) => {
                 return Err(self
-                    .entry_error(
-                        Position::Byte(offset + e.offset as u64),
-                        format!("invalid JSON: {}", e.message),
-                    )
+                    .invalid_json(offset + e.offset as u64, e.message)
                     .into());
             }
         };
@@ -367,6 +364,11 @@ impl<S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>> Rows<S> {
         }
     }
 
+    /// The entry being read is not valid JSON: `reason` at byte `offset`.
+    fn invalid_json(&self, offset: u64, reason: impl std::fmt::Display) -> SourceError {
+        self.entry_error(Position::Byte(offset), format!("invalid JSON: {reason}"))
+    }
+
     fn not_an_object(&self, bytes: &[u8], at: Position) -> SourceError {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]);
         let found = describe_json(text.trim_start());
@@ -381,10 +383,7 @@ impl<S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>> Rows<S> {
                 Ok(Some(entry)) => entry,
                 Err(e) if starts_object && let Position::Byte(offset) = at => {
                     return Err(self
-                        .entry_error(
-                            Position::Byte(offset + e.offset as u64),
-                            format!("invalid JSON: {}", e.message),
-                        )
+                        .invalid_json(offset + e.offset as u64, e.message)
                         .into());
                 }
                 _ => return Err(self.not_an_object(bytes, at).into()),
@@ -394,12 +393,8 @@ impl<S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>> Rows<S> {
         let entry: RawEntry = match serde_json::from_slice(bytes) {
             Ok(entry) => entry,
             Err(e) if starts_object && let Position::Byte(offset) = at => {
-                return Err(self
-                    .entry_error(
-                        Position::Byte(offset + byte_offset_of(bytes, e.line(), e.column())),
-                        format!("invalid JSON: {}", json_reason(&e)),
-                    )
-                    .into());
+                let at = offset + byte_offset_of(bytes, e.line(), e.column());
+                return Err(self.invalid_json(at, json_reason(&e)).into());
             }
             Err(_) => return Err(self.not_an_object(bytes, at).into()),
         };
