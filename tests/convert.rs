@@ -562,16 +562,7 @@ async fn archives_of_one_run_merge_in_name_order() {
         let lake = dir.path().join(format!("lake-{case}"));
         // One archive staged at a time or two: the same single merge.
         let jobs = if case == "xy" { "2" } else { "1" };
-        let out = auditlake(&[
-            "convert",
-            "--jobs",
-            jobs,
-            "--lake",
-            lake.to_str().unwrap(),
-            inputs.to_str().unwrap(),
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let text = stdout(&out);
+        let text = convert_with_jobs(&lake, &inputs, jobs);
         let lines: Vec<&str> = text.lines().collect();
         // Three ids in May: a.json brought two, b.json the third.
         assert!(
@@ -633,16 +624,7 @@ async fn a_month_merged_early_merges_again_when_a_later_archive_adds_to_it() {
     write("c.json", &[e(2, 5, r#""z""#), e(4, 5, "4")]);
     for jobs in ["1", "2"] {
         let lake = dir.path().join(format!("lake-{jobs}"));
-        let out = auditlake(&[
-            "convert",
-            "--jobs",
-            jobs,
-            "--lake",
-            lake.to_str().unwrap(),
-            inputs.to_str().unwrap(),
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let text = stdout(&out);
+        let text = convert_with_jobs(&lake, &inputs, jobs);
         let lines: Vec<&str> = text.lines().collect();
         for (line, expected) in lines.iter().zip([
             "converted  a.json  2 entries  months 2024-05  2 rows written (2 new)",
@@ -668,6 +650,20 @@ async fn a_month_merged_early_merges_again_when_a_later_archive_adds_to_it() {
             "jobs {jobs}"
         );
     }
+}
+
+/// Converts the archives of `inputs` with `--jobs jobs`; returns stdout.
+fn convert_with_jobs(lake: &Path, inputs: &Path, jobs: &str) -> String {
+    let out = auditlake(&[
+        "convert",
+        "--jobs",
+        jobs,
+        "--lake",
+        lake.to_str().unwrap(),
+        inputs.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stdout(&out)
 }
 
 /// Each malformed fixture is rejected with one line naming the file, where,

@@ -185,10 +185,7 @@ impl<'a> Parser<'a> {
             let start = self.pos;
             let (value, value_spaced) = match level {
                 Level::Top => self.member_value()?,
-                Level::Nested => {
-                    let (value, s) = self.scalar_or(2)?;
-                    (value, s)
-                }
+                Level::Nested => self.scalar_or(2)?,
                 Level::Deep(depth) => {
                     let s = self.value(depth + 1)?;
                     (Value::Other, s)
@@ -206,18 +203,11 @@ impl<'a> Parser<'a> {
                 Level::Nested => self.entry.nested.push(member),
                 Level::Deep(_) => {}
             }
-            spaced |= self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    spaced |= self.skip_ws();
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(spaced);
-                }
-                Some(_) => return Err(self.error("expected `,` or `}`")),
-                None => return Err(self.error("EOF while parsing an object")),
+            let (more, separator_spaced) =
+                self.separator(b'}', "expected `,` or `}`", "EOF while parsing an object")?;
+            spaced |= separator_spaced;
+            if !more {
+                return Ok(spaced);
             }
         }
     }
@@ -284,19 +274,37 @@ impl<'a> Parser<'a> {
                 return Err(self.error("trailing comma"));
             }
             spaced |= self.value(depth + 1)?;
-            spaced |= self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    spaced |= self.skip_ws();
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(spaced);
-                }
-                Some(_) => return Err(self.error("expected `,` or `]`")),
-                None => return Err(self.error("EOF while parsing a list")),
+            let (more, separator_spaced) =
+                self.separator(b']', "expected `,` or `]`", "EOF while parsing a list")?;
+            spaced |= separator_spaced;
+            if !more {
+                return Ok(spaced);
             }
+        }
+    }
+
+    /// After a member or element: consumes `,` (returns true: more follow)
+    /// or `close` (false), and the whitespace around; also says whether
+    /// there was whitespace.
+    fn separator(
+        &mut self,
+        close: u8,
+        expected: &'static str,
+        eof: &'static str,
+    ) -> Result<(bool, bool), ScanError> {
+        let mut spaced = self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                spaced |= self.skip_ws();
+                Ok((true, spaced))
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok((false, spaced))
+            }
+            Some(_) => Err(self.error(expected)),
+            None => Err(self.error(eof)),
         }
     }
 
