@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod convert;
 pub mod engine;
+pub mod key;
 pub mod lake;
 pub mod shell;
 pub mod source;

@@ -32,6 +32,15 @@ pub struct TableSpec {
     pub events_select: String,
 }
 
+/// Name of the column of flat tables that holds what the other columns
+/// cannot represent, as a JSON object of the source's own members.
+pub const EXTRA: &str = "extra";
+
+/// Quotes an SQL identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Columns of the `events` view that unifies every source.
 pub const EVENTS_COLUMNS: [&str; 10] = [
     "source",

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::*;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::{Compression, Encoding};
+use datafusion::parquet::basic::{Compression, Encoding, LogicalType, Type as PhysicalType};
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::{Map, Value};
 
@@ -130,7 +130,7 @@ async fn columns_hold_exact_values() {
         })
         .collect();
     let mut expected = vec![
-        "id Utf8 not null".to_string(),
+        "id FixedSizeBinary(16) not null".to_string(),
         "created_at Timestamp(µs, \"UTC\") not null".to_string(),
     ];
     for c in TEXT_COLUMNS {
@@ -379,10 +379,12 @@ fn parquet_files_are_written_for_fast_reads() {
             dictionary,
             "dictionary on {name}"
         );
-        // Columns without a dictionary use the delta encodings.
+        // Columns without a dictionary use the delta encodings, but for the
+        // id: 16 random bytes, stored plain.
         let delta = match name.as_str() {
             "created_at" => Some(Encoding::DELTA_BINARY_PACKED),
-            "id" | "data" | "extra" => Some(Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            "id" => Some(Encoding::PLAIN),
+            "data" | "extra" => Some(Encoding::DELTA_LENGTH_BYTE_ARRAY),
             _ => None,
         };
         if let Some(delta) = delta {
@@ -393,6 +395,11 @@ fn parquet_files_are_written_for_fast_reads() {
             );
         }
     }
+    // The id is a UUID's 16 bytes, marked so that other engines read a UUID.
+    let id = meta.file_metadata().schema_descr().column(0);
+    assert_eq!(id.physical_type(), PhysicalType::FIXED_LEN_BYTE_ARRAY);
+    assert_eq!(id.type_length(), 16);
+    assert_eq!(id.logical_type_ref(), Some(&LogicalType::Uuid));
 }
 
 #[tokio::test]
@@ -526,7 +533,7 @@ async fn the_newest_conversion_wins_for_a_repeated_id() {
     std::fs::write(&path, archive).unwrap();
     let out = convert_ok(&lake, &[&path]);
     assert!(stdout(&out).is_empty());
-    let rows = query_file(&lake.join(MAR), "SELECT id, data FROM t WHERE id IN ('0b6c1e3a-0000-4000-8000-000000000021', '0b6c1e3a-0000-4000-8000-000000000022') ORDER BY id").await;
+    let rows = query_file(&lake.join(MAR), "SELECT id, data FROM t WHERE encode(id, 'hex') IN ('0b6c1e3a000040008000000000000021', '0b6c1e3a000040008000000000000022') ORDER BY id").await;
     assert_eq!(
         rows,
         [

@@ -107,3 +107,34 @@ fn duckdb_reads_the_lake_with_the_printed_ddl_and_agrees() {
     assert_eq!(unquote(answer), ours_answer);
     assert_eq!(answer.lines().count(), 4);
 }
+
+const DUCKDB_IDS: &str = r#"
+import sys, duckdb
+con = duckdb.connect()
+con.execute(open(sys.argv[1]).read())
+for (i,) in con.execute("SELECT id FROM heroku ORDER BY created_at").fetchall():
+    print(i)
+print(con.execute("SELECT count(*) FROM events WHERE id = 'evt-1'").fetchone()[0])
+# The files alone: a native UUID column.
+print(con.execute("SELECT typeof(id) FROM read_parquet(?) LIMIT 1",
+                  [sys.argv[2] + "/heroku/*/*/*.parquet"]).fetchone()[0])
+"#;
+
+#[test]
+fn duckdb_sees_uuids_and_the_sources_own_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    convert_ok(&lake, &[&odd_id_archives(dir.path())]);
+    let lake_s = lake.to_str().unwrap();
+    let out = auditlake(&["ddl", "--engine", "duckdb", "--lake", lake_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ddl = dir.path().join("lake.sql");
+    std::fs::write(&ddl, stdout(&out)).unwrap();
+    let Some(duck) = python(DUCKDB_IDS, &[ddl.to_str().unwrap(), lake_s]) else {
+        return;
+    };
+    assert_eq!(
+        duck,
+        "evt-1\n0B6C1E3A-0000-4000-8000-0000000000AA\n0b6c1e3a-0000-4000-8000-0000000000bb\n1\nUUID\n"
+    );
+}

@@ -30,9 +30,9 @@ use object_store::path::Path as ObjectPath;
 
 use super::stage::{ENTRY_COLUMN, KeyHasher, StagedPart, archive_of};
 use crate::lake::commit::{CommittingWriter, MonthWriter};
-use crate::lake::parquet::writer_properties;
+use crate::lake::parquet::writer_options;
 use crate::lake::{FileFacts, Lake};
-use crate::table::TableSpec;
+use crate::table::{TableSpec, ident};
 
 /// Row counts of one merged partition file.
 #[derive(Debug, Clone, Default)]
@@ -41,11 +41,6 @@ pub struct MergeStats {
     pub rows_after: u64,
     /// Keys new to the file, by the ordinal of the archive that first had them.
     pub new_by_archive: BTreeMap<u64, u64>,
-}
-
-/// Quotes an SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Output column of the merge query: the priority of the first row seen with
@@ -106,6 +101,7 @@ pub async fn merge_into(
     let target_url = lake.object_url(target);
     let has_old = old.is_some();
     if let Some(old) = old {
+        old.check_layout(&spec.schema, &target_url)?;
         let mut options = ParquetReadOptions::default();
         // A file this version wrote declares the table's order: the merge
         // then streams it instead of sorting it again.
@@ -196,9 +192,8 @@ async fn old_shares_keys(
     let hasher = KeyHasher::default();
     while let Some(batch) = keys.next().await {
         let batch = batch.context("cannot read the keys of the old file")?;
-        let column = batch.column(0).as_string::<i32>();
-        for key in column.iter().flatten() {
-            let hash = hasher.hash_one(key);
+        for key in crate::key::key_bytes(batch.column(0))? {
+            let hash = hasher.hash_one(&key);
             if staged
                 .iter()
                 .any(|p| p.key_hashes.binary_search(&hash).is_ok())
@@ -230,7 +225,7 @@ async fn write_query(
 
     let sink = CommittingWriter::from(MonthWriter::create(lake, target).await?);
     let mut writer =
-        AsyncArrowWriter::try_new(sink, spec.schema.clone(), Some(writer_properties(spec)))?;
+        AsyncArrowWriter::try_new_with_options(sink, spec.schema.clone(), writer_options(spec)?)?;
     // Encoding runs in its own task, so a month's merged rows are produced
     // (DataFusion's merge of sorted runs) and encoded (zstd, dictionaries,
     // statistics) on two cores at once; a large merge, which holds every

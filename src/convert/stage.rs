@@ -125,10 +125,11 @@ impl Stager {
             .column_by_name(self.spec.owner_column)
             .context("owner column missing")?
             .as_string::<i32>();
-        let keys = batch
-            .column_by_name(self.spec.key_column)
-            .context("key column missing")?
-            .as_string::<i32>();
+        let keys = crate::key::key_bytes(
+            batch
+                .column_by_name(self.spec.key_column)
+                .context("key column missing")?,
+        )?;
         // Group row indices by partition, looking keys up only when they change.
         let mut groups: Vec<(PartitionKey, Vec<u32>)> = Vec::new();
         let mut last: Option<(Option<&str>, (i32, u32), usize)> = None;
@@ -173,10 +174,8 @@ impl Stager {
             file.writer.write(&staged)?;
             file.rows += staged.num_rows() as u64;
             let hasher = KeyHasher::default();
-            file.seen.extend(
-                rows.iter()
-                    .map(|&row| hasher.hash_one(keys.value(row as usize))),
-            );
+            file.seen
+                .extend(rows.iter().map(|&row| hasher.hash_one(&keys[row as usize])));
         }
         Ok(())
     }

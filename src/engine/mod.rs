@@ -2,8 +2,11 @@
 //!
 //! Every table found in the lake is registered as a listing table over its
 //! `year=`/`month=` directories, with the schema the lake's writer uses, so
-//! opening a lake lists directories but reads no Parquet footer. A view
-//! `events` unifies all sources. JSON functions (`data->>'key'`,
+//! opening a lake lists directories but reads no Parquet footer. Those
+//! tables live in the schema `stored`, as the files hold them; what users
+//! query by name is a view in the default schema that shows 16-byte UUID
+//! keys as text again (see [`crate::key`]). A view `events` unifies all
+//! sources. JSON functions (`data->>'key'`,
 //! `json_get_str`, `json_contains`, …) come from `datafusion-functions-json`.
 //! SQL is read-only unless the engine is opened with writes allowed.
 
@@ -14,7 +17,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::ParamValues;
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -24,11 +29,17 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::lake::Lake;
-use crate::table::{EVENTS_COLUMNS, TableSpec};
+use crate::table::{EVENTS_COLUMNS, EXTRA, TableSpec, ident};
 use pruning::MonthPrunedTable;
 
 /// Name of the view over every source.
 pub const EVENTS_VIEW: &str = "events";
+
+/// The engine's catalog.
+const CATALOG: &str = "auditlake";
+
+/// Schema of the tables as stored, under the views users query.
+pub const STORED_SCHEMA: &str = "stored";
 
 /// How the engine is set up.
 #[derive(Clone, Debug)]
@@ -66,7 +77,7 @@ impl Engine {
             .context("cannot start the query engine")?;
         let mut config = SessionConfig::new()
             .with_information_schema(true)
-            .with_default_catalog_and_schema("auditlake", "lake");
+            .with_default_catalog_and_schema(CATALOG, "lake");
         let opts = config.options_mut();
         // Files are found by listing; statistics come from each file's footer
         // when it is opened, after partition pruning.
@@ -78,6 +89,10 @@ impl Engine {
         let mut ctx = SessionContext::new_with_config_rt(config, runtime);
         datafusion_functions_json::register_all(&mut ctx)
             .context("cannot register the JSON functions")?;
+        ctx.register_udf(crate::key::uuid_text_udf());
+        ctx.catalog(CATALOG)
+            .context("the default catalog exists")?
+            .register_schema(STORED_SCHEMA, Arc::new(MemorySchemaProvider::new()))?;
 
         let mut engine = Engine {
             ctx,
@@ -117,8 +132,34 @@ impl Engine {
             .with_schema(spec.schema.clone());
         let table = ListingTable::try_new(config)?;
         let table = MonthPrunedTable::new(Arc::new(table), spec.time_column);
-        self.ctx
-            .register_table(spec.name.as_str(), Arc::new(table))?;
+        let stored = TableReference::partial(STORED_SCHEMA, spec.name.as_str());
+        self.ctx.register_table(stored.clone(), Arc::new(table))?;
+        let columns: Vec<String> = spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = ident(f.name());
+                if f.data_type() == &crate::key::UUID_TYPE {
+                    // The source's own text, when it was not a canonical UUID.
+                    format!(
+                        "coalesce(json_get_str({extra}, '{raw}'), {udf}({name})) AS {name}",
+                        extra = ident(EXTRA),
+                        raw = f.name(),
+                        udf = crate::key::UUID_TEXT,
+                    )
+                } else {
+                    name
+                }
+            })
+            .collect();
+        let sql = format!(
+            "CREATE VIEW {} AS SELECT {}, year, month FROM {STORED_SCHEMA}.{}",
+            ident(&spec.name),
+            columns.join(", "),
+            ident(&spec.name)
+        );
+        self.ctx.sql(&sql).await?.collect().await?;
         Ok(())
     }
 

@@ -2,10 +2,21 @@
 //! outgrow one machine point DuckDB, Athena, Trino or Spark at the same
 //! directory or prefix. Every table is Hive-partitioned by `year` and
 //! `month` (integers); `created_at` is a UTC timestamp in microseconds.
+//!
+//! The flat tables store their id as a UUID's 16 bytes (see [`crate::key`]).
+//! DuckDB reads that as a UUID; for the Hive engines the files are declared
+//! as `<table>_stored` with a binary id, and a view `<table>` shows the id as
+//! text, as auditlake itself does. Either way an id that was not a canonical
+//! UUID is shown as the source's own text, kept in `extra`.
 
 use datafusion::arrow::datatypes::{DataType, Schema};
 
-use crate::table::TableSpec;
+use crate::key::UUID_TYPE;
+use crate::table::{EXTRA, TableSpec};
+
+/// Suffix of the Hive engines' tables over the files, under the views that
+/// show UUID ids as text.
+const STORED_SUFFIX: &str = "_stored";
 
 /// Engines `auditlake ddl` writes for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,13 +115,24 @@ fn preamble(engine: Engine, location: &Location<'_>) -> String {
 }
 
 fn table_ddl(engine: Engine, location: &Location<'_>, spec: &TableSpec) -> String {
-    let name = &spec.name;
-    let dir = location.table_dir(engine, name);
-    match engine {
-        Engine::DuckDb => format!(
-            "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{dir}*/*/*.parquet', \
-             hive_partitioning = true, hive_types = {{'year': INTEGER, 'month': INTEGER}});\n"
-        ),
+    let dir = location.table_dir(engine, &spec.name);
+    let uuid_key = uuid_key(spec);
+    if engine == Engine::DuckDb {
+        let replace = uuid_key
+            .map(|key| format!(" REPLACE ({} AS {key})", key_text(engine, key)))
+            .unwrap_or_default();
+        return format!(
+            "CREATE OR REPLACE VIEW {name} AS SELECT *{replace} FROM read_parquet('{dir}*/*/*.parquet', \
+             hive_partitioning = true, hive_types = {{'year': INTEGER, 'month': INTEGER}});\n",
+            name = spec.name
+        );
+    }
+    let name = match uuid_key {
+        Some(_) => format!("{}{STORED_SUFFIX}", spec.name),
+        None => spec.name.clone(),
+    };
+    let mut ddl = match engine {
+        Engine::DuckDb => unreachable!("handled above"),
         Engine::Athena => format!(
             "CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{}\n)\nPARTITIONED BY (year int, month int)\n\
              STORED AS PARQUET\nLOCATION '{dir}';\nMSCK REPAIR TABLE {name};\n",
@@ -127,7 +149,59 @@ fn table_ddl(engine: Engine, location: &Location<'_>, spec: &TableSpec) -> Strin
              PARTITIONED BY (year, month)\nLOCATION '{dir}';\nMSCK REPAIR TABLE {name};\n",
             columns(&spec.schema, engine)
         ),
+    };
+    if let Some(key) = uuid_key {
+        let columns: Vec<String> = spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match f.name() == key {
+                true => format!("{} AS {key}", key_text(engine, key)),
+                false => f.name().clone(),
+            })
+            .collect();
+        ddl.push_str(&format!(
+            "CREATE OR REPLACE VIEW {} AS SELECT {}, year, month FROM {name};\n",
+            spec.name,
+            columns.join(", ")
+        ));
     }
+    ddl
+}
+
+/// The table's UUID key column, if it has one.
+fn uuid_key(spec: &TableSpec) -> Option<&str> {
+    spec.schema
+        .fields()
+        .iter()
+        .find(|f| f.data_type() == &UUID_TYPE)
+        .map(|f| f.name().as_str())
+}
+
+/// SQL showing a stored UUID key as text: the source's own text when it is
+/// kept in `extra` (it was not a canonical UUID), else the UUID's.
+fn key_text(engine: Engine, key: &str) -> String {
+    // 32 hex digits, hyphenated 8-4-4-4-12.
+    let hyphenate = |hex: &str| {
+        format!(
+            "lower(regexp_replace({hex}, '^(.{{8}})(.{{4}})(.{{4}})(.{{4}})(.{{12}})$', '$1-$2-$3-$4-$5'))"
+        )
+    };
+    let (raw, text) = match engine {
+        Engine::DuckDb => (
+            format!("json_extract_string({EXTRA}, '$.{key}')"),
+            format!("CAST({key} AS VARCHAR)"),
+        ),
+        Engine::Athena | Engine::Trino => (
+            format!("json_extract_scalar({EXTRA}, '$.{key}')"),
+            hyphenate(&format!("to_hex({key})")),
+        ),
+        Engine::Spark => (
+            format!("get_json_object({EXTRA}, '$.{key}')"),
+            hyphenate(&format!("hex({key})")),
+        ),
+    };
+    format!("coalesce({raw}, {text})")
 }
 
 fn columns(schema: &Schema, engine: Engine) -> String {
@@ -141,6 +215,9 @@ fn columns(schema: &Schema, engine: Engine) -> String {
 
 fn type_name(data_type: &DataType, engine: Engine) -> &'static str {
     match (data_type, engine) {
+        (DataType::FixedSizeBinary(_), Engine::Athena) => "binary",
+        (DataType::FixedSizeBinary(_), Engine::Trino) => "varbinary",
+        (DataType::FixedSizeBinary(_), _) => "BINARY",
         (DataType::Timestamp(..), Engine::Athena) => "timestamp",
         (DataType::Timestamp(..), Engine::Trino) => "timestamp(6)",
         (DataType::Timestamp(..), _) => "TIMESTAMP",
@@ -201,13 +278,24 @@ mod tests {
             endpoint: None,
         };
         let spark = render(Engine::Spark, &loc, &specs).unwrap();
-        assert!(spark.contains("  created_at TIMESTAMP,\n  version STRING,"));
+        assert!(spark.contains("CREATE TABLE IF NOT EXISTS terraform_stored (\n  id BINARY,\n  created_at TIMESTAMP,\n  version STRING,"));
+        assert!(spark.contains(
+            "CREATE OR REPLACE VIEW terraform AS SELECT coalesce(get_json_object(extra, '$.id'), \
+             lower(regexp_replace(hex(id), '^(.{8})(.{4})(.{4})(.{4})(.{12})$', '$1-$2-$3-$4-$5'))) AS id, created_at, version,"
+        ));
+        assert!(spark.contains("MSCK REPAIR TABLE terraform_stored;"));
         assert!(spark.contains("LOCATION 's3a://b/lake/terraform/'"));
         assert!(spark.contains("CAST(NULL AS STRING) AS ip_address"));
         let athena = render(Engine::Athena, &loc, &specs).unwrap();
         assert!(athena.contains("PARTITIONED BY (year int, month int)"));
+        assert!(athena.contains("  id binary,\n"));
+        assert!(athena.contains(
+            "coalesce(json_extract_scalar(extra, '$.id'), lower(regexp_replace(to_hex(id),"
+        ));
         let trino = render(Engine::Trino, &loc, &specs).unwrap();
         assert!(trino.contains("created_at timestamp(6),"));
+        assert!(trino.contains("  id varbinary,\n"));
+        assert!(trino.contains("sync_partition_metadata('auditlake', 'terraform_stored', 'FULL')"));
         let local = Location {
             root: "/data/lake",
             endpoint: None,

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::parquet::arrow::parquet_to_arrow_schema;
 use datafusion::parquet::file::metadata::ParquetMetaDataReader;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -361,9 +363,17 @@ impl Lake {
                 break;
             }
         }
+        let file = metadata.file_metadata();
+        let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .with_context(not_parquet)?;
         Ok(Some(FileFacts {
-            rows: metadata.file_metadata().num_rows() as u64,
+            rows: file.num_rows() as u64,
             sorted_by: sorted_by.unwrap_or_default(),
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect(),
         }))
     }
 }
@@ -375,6 +385,31 @@ pub struct FileFacts {
     /// The columns its rows are sorted by (ascending, nulls last), as every
     /// row group declares; empty when unknown.
     pub sorted_by: Vec<String>,
+    /// Each column's name and type, as the file stores them.
+    pub columns: Vec<(String, DataType)>,
+}
+
+impl FileFacts {
+    /// Checks that the file stores `schema`'s columns with their types, so
+    /// rows can be merged into it; a file of an older layout (auditlake 0.1
+    /// stored ids as text and no UUID bytes) says how to rebuild.
+    pub fn check_layout(&self, schema: &Schema, url: &str) -> anyhow::Result<()> {
+        for field in schema.fields() {
+            let stored = self.columns.iter().find(|(name, _)| name == field.name());
+            if let Some((_, stored)) = stored
+                && stored != field.data_type()
+            {
+                anyhow::bail!(
+                    "{url} stores column {} as {stored}, but this version of auditlake writes {}: \
+                     the file comes from an earlier version; convert the archives again into \
+                     a new lake (auditlake convert --lake NEW_DIR ...) and query that",
+                    field.name(),
+                    field.data_type()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Says which object store failed and why in one line, never the credentials.

@@ -16,13 +16,18 @@ use super::entry::{
     EntryError, ExtraObject, SecondsFormat, describe_json, parse_timestamp_rendered,
 };
 use super::scan::{Entry, Member, Value};
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use crate::key;
+use datafusion::arrow::array::{
+    ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// What a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// The entry's key: a required, non-empty string.
+    /// The entry's key: a required, non-empty string, stored as a UUID's
+    /// 16 bytes (see [`crate::key`]); a key that is not a canonical UUID is
+    /// also kept verbatim in `extra`.
     Key,
     /// The entry's time: a required RFC 3339 string, stored as UTC microseconds.
     Time,
@@ -77,8 +82,7 @@ pub struct Layout {
     pub time_rendering: SecondsFormat,
 }
 
-/// Name of the column holding what the other columns cannot represent.
-pub const EXTRA: &str = "extra";
+pub use crate::table::EXTRA;
 
 impl Layout {
     /// The Arrow schema: key and time are non-null, the rest nullable.
@@ -87,7 +91,7 @@ impl Layout {
             .columns
             .iter()
             .map(|c| match c.kind {
-                Kind::Key => Field::new(c.name, DataType::Utf8, false),
+                Kind::Key => Field::new(c.name, key::UUID_TYPE, false),
                 Kind::Time => Field::new(
                     c.name,
                     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -109,6 +113,7 @@ impl Layout {
 }
 
 enum ColumnBuilder {
+    Key(FixedSizeBinaryBuilder),
     Text(StringBuilder),
     Time(TimestampMicrosecondBuilder),
 }
@@ -142,7 +147,7 @@ impl FlatBatchBuilder {
                 Kind::Time => ColumnBuilder::Time(
                     TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
                 ),
-                Kind::Key => ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 36)),
+                Kind::Key => ColumnBuilder::Key(FixedSizeBinaryBuilder::with_capacity(rows, 16)),
                 _ => ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 16)),
             })
             .collect();
@@ -208,7 +213,12 @@ impl FlatBatchBuilder {
                 self.extra.push(key, &member.compact());
             }
         }
-        let id = required_string(key_member, columns[self.key_column].member)?;
+        let key_name = columns[self.key_column].member;
+        let (id, canonical) = key::encode(required_string(key_member, key_name)?);
+        if !canonical {
+            let raw = key_member.expect("checked by required_string");
+            self.extra.push(key_name, &raw.compact());
+        }
         let time_name = columns[self.time_column].member;
         let time_text = required_string(time_member, time_name)?;
         let ts = parse_timestamp_rendered(time_text, time_name, self.layout.time_rendering)?;
@@ -220,7 +230,7 @@ impl FlatBatchBuilder {
         for (i, builder) in self.builders.iter_mut().enumerate() {
             match builder {
                 ColumnBuilder::Time(b) => b.append_value(ts.micros),
-                ColumnBuilder::Text(b) if i == self.key_column => b.append_value(id),
+                ColumnBuilder::Key(b) => b.append_value(id).expect("16 bytes"),
                 ColumnBuilder::Text(b) => b.append_option(values[i].as_deref()),
             }
         }
@@ -297,6 +307,7 @@ impl FlatBatchBuilder {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 1);
         for builder in &mut self.builders {
             columns.push(match builder {
+                ColumnBuilder::Key(b) => Arc::new(b.finish()),
                 ColumnBuilder::Text(b) => Arc::new(b.finish()),
                 ColumnBuilder::Time(b) => Arc::new(b.finish()),
             });

@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn flattens_a_full_event() {
-        let b = build(&[r#"{"id":"e1","type":"config_change","action":"set",
+        let b = build(&[r#"{"id":"0b6c1e3a-0000-4000-8000-00000000000e","type":"config_change","action":"set",
             "actor":{"id":"u1","email":"ann@example.com"},"app":{"id":"a1","name":"web"},
             "owner":{"id":"u2","email":"own@example.com"},"enterprise_account":{"id":"ea","name":"acme"},
             "team":{"id":"t1","name":"core"},"request":{"ip_address":"10.0.0.1"},
@@ -131,8 +131,14 @@ mod tests {
         .unwrap();
         assert_eq!(b.num_rows(), 1);
         assert_eq!(b.schema().fields().len(), 17);
+        let id = b.column(0).as_fixed_size_binary();
+        let mut uuid = [0u8; 16];
+        uuid[..4].copy_from_slice(&[0x0b, 0x6c, 0x1e, 0x3a]);
+        uuid[6] = 0x40;
+        uuid[8] = 0x80;
+        uuid[15] = 0x0e;
+        assert_eq!(id.value(0), uuid);
         let expect = [
-            ("id", "e1"),
             ("type", "config_change"),
             ("action", "set"),
             ("actor_id", "u1"),
@@ -170,7 +176,7 @@ mod tests {
         assert_eq!(
             text(&b, "extra", 0).as_deref(),
             Some(
-                r#"{"actor":{"id":"u1","email":"x@y","name":"X"},"type":7,"new_key":{"k":1},"created_at":"2024-03-05T13:34:56+01:00"}"#
+                r#"{"actor":{"id":"u1","email":"x@y","name":"X"},"type":7,"new_key":{"k":1},"id":"e2","created_at":"2024-03-05T13:34:56+01:00"}"#
             )
         );
     }

@@ -135,7 +135,7 @@ mod tests {
         let extra = batch.column_by_name("extra").unwrap().as_string::<i32>();
         assert_eq!(
             extra.value(0),
-            r#"{"resource":{"id":"r","extra":1},"timestamp":"2020-06-30T17:52:46Z"}"#
+            r#"{"resource":{"id":"r","extra":1},"id":"x","timestamp":"2020-06-30T17:52:46Z"}"#
         );
     }
 }

@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -79,8 +82,10 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
+        // The lake stores UUID ids as 16 bytes; show them as their text, as
+        // the engine and DuckDB do.
+        let columns: Vec<_> = batch.columns().iter().map(uuid_as_text).collect();
+        let formatters: Vec<_> = columns
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
             .collect();
@@ -89,6 +94,16 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
         }
     }
     rows
+}
+
+fn uuid_as_text(column: &ArrayRef) -> ArrayRef {
+    let Some(uuids) = column.as_fixed_size_binary_opt() else {
+        return column.clone();
+    };
+    let mut buf = [0u8; 36];
+    Arc::new(StringArray::from_iter(uuids.iter().map(|v| {
+        v.map(|b| auditlake::key::format(b.try_into().unwrap(), &mut buf).to_string())
+    })))
 }
 
 /// Every file under `dir`, relative, sorted.
@@ -152,4 +167,44 @@ pub fn query(lake: &Path, args: &[&str]) -> Output {
     let mut all = vec!["query", "--lake", lake.to_str().unwrap()];
     all.extend_from_slice(args);
     auditlake(&all)
+}
+
+/// Writes two small Heroku archives whose ids are not all canonical UUIDs:
+/// `evt-1` (not a UUID; the second archive brings it again with new data),
+/// an uppercase UUID, and a canonical one. Returns their directory.
+pub fn odd_id_archives(dir: &Path) -> PathBuf {
+    let archives = dir.join("odd-ids");
+    std::fs::create_dir_all(&archives).unwrap();
+    let event = |id: &str, time: &str, data: &str| {
+        format!(
+            r#"{{"id":"{id}","type":"app","action":"update","app":{{"id":"a1","name":"web"}},"enterprise_account":{{"id":"ea","name":"acme"}},"data":{data},"created_at":"{time}"}}"#
+        )
+    };
+    let first = [
+        event("evt-1", "2024-05-01T10:00:00Z", r#"{"v":1}"#),
+        event(
+            "0B6C1E3A-0000-4000-8000-0000000000AA",
+            "2024-05-02T10:00:00Z",
+            r#"{"v":2}"#,
+        ),
+        event(
+            "0b6c1e3a-0000-4000-8000-0000000000bb",
+            "2024-05-03T10:00:00Z",
+            r#"{"v":3}"#,
+        ),
+    ];
+    std::fs::write(
+        archives.join("enterprise-audit-log-acme-202405.json"),
+        format!(r#"{{"entries":[{}]}}"#, first.join(",")),
+    )
+    .unwrap();
+    std::fs::write(
+        archives.join("enterprise-audit-log-acme-202405b.json"),
+        format!(
+            r#"{{"entries":[{}]}}"#,
+            event("evt-1", "2024-05-01T10:00:00Z", r#"{"v":4}"#)
+        ),
+    )
+    .unwrap();
+    archives
 }
