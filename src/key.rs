@@ -10,7 +10,6 @@
 //! the first bytes of its SHA-256, so a repeated id still dedupes), and the
 //! text itself is kept in `extra`, which the engine's views prefer.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
@@ -116,23 +115,19 @@ impl ScalarUDFImpl for UuidText {
 
 /// The bytes of each key of a key column, for hashing: the text of a text key,
 /// the 16 bytes of a UUID key.
-pub fn key_bytes(column: &dyn Array) -> anyhow::Result<Vec<Option<Cow<'_, [u8]>>>> {
+pub fn key_bytes(column: &dyn Array) -> anyhow::Result<Vec<Option<&[u8]>>> {
     Ok(match column.data_type() {
         DataType::Utf8 => column
             .as_string::<i32>()
             .iter()
-            .map(|k| k.map(|s| Cow::Borrowed(s.as_bytes())))
+            .map(|k| k.map(str::as_bytes))
             .collect(),
         DataType::Utf8View => column
             .as_string_view()
             .iter()
-            .map(|k| k.map(|s| Cow::Borrowed(s.as_bytes())))
+            .map(|k| k.map(str::as_bytes))
             .collect(),
-        DataType::FixedSizeBinary(_) => column
-            .as_fixed_size_binary()
-            .iter()
-            .map(|k| k.map(Cow::Borrowed))
-            .collect(),
+        DataType::FixedSizeBinary(_) => column.as_fixed_size_binary().iter().collect(),
         other => anyhow::bail!("a key column cannot be of type {other}"),
     })
 }

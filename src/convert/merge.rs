@@ -193,7 +193,7 @@ async fn old_shares_keys(
     while let Some(batch) = keys.next().await {
         let batch = batch.context("cannot read the keys of the old file")?;
         for key in crate::key::key_bytes(batch.column(0))? {
-            let hash = hasher.hash_one(&key);
+            let hash = hasher.hash_one(key);
             if staged
                 .iter()
                 .any(|p| p.key_hashes.binary_search(&hash).is_ok())

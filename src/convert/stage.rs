@@ -175,7 +175,7 @@ impl Stager {
             file.rows += staged.num_rows() as u64;
             let hasher = KeyHasher::default();
             file.seen
-                .extend(rows.iter().map(|&row| hasher.hash_one(&keys[row as usize])));
+                .extend(rows.iter().map(|&row| hasher.hash_one(keys[row as usize])));
         }
         Ok(())
     }
