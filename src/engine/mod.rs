@@ -4,20 +4,21 @@
 //! `year=`/`month=` directories, with the schema the lake's writer uses, so
 //! opening a lake lists directories but reads no Parquet footer. Those
 //! tables live in the schema `stored`, as the files hold them; what users
-//! query by name is a view in the default schema that shows 16-byte UUID
-//! keys as text again (see [`crate::key`]). A view `events` unifies all
+//! query by name is the same table in the default schema with 16-byte UUID
+//! keys shown as text again (see [`text_key`]). A view `events` unifies all
 //! sources. JSON functions (`data->>'key'`,
 //! `json_get_str`, `json_contains`, …) come from `datafusion-functions-json`.
 //! SQL is read-only unless the engine is opened with writes allowed.
 
 pub mod named;
 pub mod pruning;
+pub mod text_key;
 
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::MemorySchemaProvider;
+use datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use datafusion::common::ParamValues;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -29,8 +30,9 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::lake::Lake;
-use crate::table::{EVENTS_COLUMNS, EXTRA, TableSpec, ident};
+use crate::table::{EVENTS_COLUMNS, TableSpec};
 use pruning::MonthPrunedTable;
+use text_key::TextKeyTable;
 
 /// Name of the view over every source.
 pub const EVENTS_VIEW: &str = "events";
@@ -131,35 +133,12 @@ impl Engine {
             .with_listing_options(listing)
             .with_schema(spec.schema.clone());
         let table = ListingTable::try_new(config)?;
-        let table = MonthPrunedTable::new(Arc::new(table), spec.time_column);
+        let table: Arc<dyn TableProvider> =
+            Arc::new(MonthPrunedTable::new(Arc::new(table), spec.time_column));
         let stored = TableReference::partial(STORED_SCHEMA, spec.name.as_str());
-        self.ctx.register_table(stored.clone(), Arc::new(table))?;
-        let columns: Vec<String> = spec
-            .schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let name = ident(f.name());
-                if f.data_type() == &crate::key::UUID_TYPE {
-                    // The source's own text, when it was not a canonical UUID.
-                    format!(
-                        "coalesce(json_get_str({extra}, '{raw}'), {udf}({name})) AS {name}",
-                        extra = ident(EXTRA),
-                        raw = f.name(),
-                        udf = crate::key::UUID_TEXT,
-                    )
-                } else {
-                    name
-                }
-            })
-            .collect();
-        let sql = format!(
-            "CREATE VIEW {} AS SELECT {}, year, month FROM {STORED_SCHEMA}.{}",
-            ident(&spec.name),
-            columns.join(", "),
-            ident(&spec.name)
-        );
-        self.ctx.sql(&sql).await?.collect().await?;
+        self.ctx.register_table(stored, table.clone())?;
+        self.ctx
+            .register_table(spec.name.as_str(), TextKeyTable::wrap(table))?;
         Ok(())
     }
 
