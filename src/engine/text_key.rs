@@ -275,7 +275,11 @@ mod tests {
             "+---+\n| n |\n+---+\n| 2 |\n+---+"
         );
         assert_eq!(
-            table(&ctx, &format!("SELECT extra, id FROM t WHERE id = '{UUID}' AND n = 1")).await,
+            table(
+                &ctx,
+                &format!("SELECT extra, id FROM t WHERE id = '{UUID}' AND n = 1")
+            )
+            .await,
             "+-------+--------------------------------------+\n\
              | extra | id                                   |\n\
              +-------+--------------------------------------+\n\

@@ -122,8 +122,7 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
                     );
             }
             t if t == &crate::key::UUID_TYPE => {
-                builder =
-                    builder.set_column_statistics_enabled(path, EnabledStatistics::Chunk);
+                builder = builder.set_column_statistics_enabled(path, EnabledStatistics::Chunk);
             }
             DataType::Timestamp(..) => {
                 builder = builder.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
