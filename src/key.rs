@@ -8,7 +8,8 @@
 //! Nothing is lost when an id is not a UUID in canonical (lowercase,
 //! hyphenated) form: the column holds a UUID derived from the text (version 8,
 //! the first bytes of its SHA-256, so a repeated id still dedupes), and the
-//! text itself is kept in `extra`, which the engine's views prefer.
+//! text itself is kept in `extra`, which the engine's tables show instead
+//! (see `engine::text_key`).
 
 use std::sync::Arc;
 
@@ -58,8 +59,8 @@ pub fn format<'a>(bytes: &[u8; 16], out: &'a mut [u8; TEXT_LEN]) -> &'a str {
 pub const UUID_TEXT: &str = "uuid_text";
 
 /// `uuid_text(bytes)`: the canonical text of 16-byte UUIDs. NULL stays NULL,
-/// and a non-null input gives a non-null result, so views over a required
-/// key keep it required.
+/// and a non-null input gives a non-null result, so a required key
+/// rendered as text stays required.
 pub fn uuid_text_udf() -> ScalarUDF {
     ScalarUDF::from(UuidText {
         signature: Signature::exact(vec![UUID_TYPE], Volatility::Immutable),

@@ -40,7 +40,7 @@ pub const EVENTS_VIEW: &str = "events";
 /// The engine's catalog.
 const CATALOG: &str = "auditlake";
 
-/// Schema of the tables as stored, under the views users query.
+/// Schema of the tables as stored, under the tables users query by name.
 pub const STORED_SCHEMA: &str = "stored";
 
 /// How the engine is set up.
