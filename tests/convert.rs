@@ -131,7 +131,7 @@ async fn columns_hold_exact_values() {
         .collect();
     let mut expected = vec![
         "id FixedSizeBinary(16) not null".to_string(),
-        "created_at Timestamp(µs, \"UTC\") not null".to_string(),
+        "created_at Timestamp(ms, \"UTC\") not null".to_string(),
     ];
     for c in TEXT_COLUMNS {
         expected.push(format!("{c} Utf8 null"));
@@ -216,10 +216,10 @@ fn rebuild(row: &[String], names: &[&str]) -> Value {
     };
     let mut obj = Map::new();
     obj.insert("id".into(), Value::String(get("id").unwrap()));
-    let micros: i64 = get("micros").unwrap().parse().unwrap();
+    let millis: i64 = get("millis").unwrap().parse().unwrap();
     obj.insert(
         "created_at".into(),
-        Value::String(auditlake::source::entry::format_timestamp(micros)),
+        Value::String(auditlake::source::entry::format_timestamp(millis)),
     );
     for key in ["type", "action"] {
         if let Some(v) = get(key) {
@@ -313,7 +313,7 @@ async fn every_entry_can_be_rebuilt_from_the_lake() {
             originals.insert(e["id"].as_str().unwrap().to_string(), e);
         }
     }
-    let mut names = vec!["id", "micros"];
+    let mut names = vec!["id", "millis"];
     names.extend(TEXT_COLUMNS);
     let sql = format!(
         "SELECT id, CAST(CAST(created_at AS BIGINT) AS VARCHAR), {} FROM heroku",
@@ -496,6 +496,87 @@ async fn a_reexported_month_merges_without_loss() {
     assert_eq!(summary["archives"][0]["rows_written"], 8);
     assert_eq!(summary["archives"][0]["new_rows"], 0);
     assert_eq!(ids_in(&lake.join(MAR)).await.len(), 8);
+}
+
+/// Rewrites a month file as auditlake 0.2 wrote it: `created_at` in
+/// microseconds, everything else the same.
+fn rewrite_with_microseconds(file: &Path) {
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "created_at" => Field::new("created_at", micros.clone(), false),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        let s = Arc::new(Schema::new(fields));
+        let columns = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| match f.name().as_str() {
+                "created_at" => cast(c, &micros).unwrap(),
+                _ => c.clone(),
+            })
+            .collect();
+        batches.push(datafusion::arrow::array::RecordBatch::try_new(s.clone(), columns).unwrap());
+        schema = Some(s);
+    }
+    let mut w = ArrowWriter::try_new(File::create(file).unwrap(), schema.unwrap(), None).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+#[tokio::test]
+async fn a_file_of_an_older_layout_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    main_job(&lake);
+    rewrite_with_microseconds(&lake.join(MAR));
+    let before = std::fs::read(lake.join(MAR)).unwrap();
+
+    let reexport = testdata("heroku-reexport");
+    let out = auditlake(&[
+        "convert",
+        "--lake",
+        lake.to_str().unwrap(),
+        reexport.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("year=2024/month=03/acme.parquet"), "{err}");
+    assert!(
+        err.contains(r#"stores column created_at as Timestamp(µs, "UTC"), but this version of auditlake writes Timestamp(ms, "UTC")"#),
+        "{err}"
+    );
+    assert!(
+        err.contains("convert the archives again into a new lake"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(lake.join(MAR)).unwrap(),
+        before,
+        "the old file is kept"
+    );
+    assert_eq!(data_files(&lake), [JAN, FEB, MAR], "nothing half-written");
 }
 
 #[tokio::test]

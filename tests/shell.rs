@@ -58,7 +58,7 @@ events
 events
   source                     Utf8 not null
   id                         Utf8 not null
-  created_at                 Timestamp(µs, \"UTC\") not null
+  created_at                 Timestamp(ms, \"UTC\") not null
   type                       Utf8
   action                     Utf8
   actor                      Utf8

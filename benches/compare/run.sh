@@ -30,8 +30,8 @@ BIN=target/$PROFILE/auditlake
 
 ARCHIVES="$WORK/archives-$MONTHS-$PER_MONTH"
 if [ ! -d "$ARCHIVES" ]; then
-  cargo build --quiet --release --example gen_archives
-  target/release/examples/gen_archives --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
+  cargo build --quiet --profile "$PROFILE" --example gen_archives
+  "target/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
 fi
 N_MONTHS=$(ls "$ARCHIVES"/*.json.gz | wc -l)
 EVENTS=$((N_MONTHS * PER_MONTH))

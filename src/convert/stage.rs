@@ -16,7 +16,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::take_record_batch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::FileWriter;
 
 use crate::lake::PartitionKey;
@@ -120,7 +120,7 @@ impl Stager {
         let times = batch
             .column_by_name(self.spec.time_column)
             .context("time column missing")?
-            .as_primitive::<TimestampMicrosecondType>();
+            .as_primitive::<crate::table::TimeType>();
         let owners = batch
             .column_by_name(self.spec.owner_column)
             .context("owner column missing")?
@@ -241,19 +241,19 @@ struct MonthCache {
 }
 
 impl MonthCache {
-    fn year_month(&mut self, micros: i64) -> anyhow::Result<(i32, u32)> {
-        if micros >= self.start && micros < self.end {
+    fn year_month(&mut self, millis: i64) -> anyhow::Result<(i32, u32)> {
+        if millis >= self.start && millis < self.end {
             return Ok(self.year_month);
         }
-        let t = DateTime::<Utc>::from_timestamp_micros(micros)
-            .with_context(|| format!("timestamp {micros} is out of range"))?;
+        let t = DateTime::<Utc>::from_timestamp_millis(millis)
+            .with_context(|| format!("timestamp {millis} is out of range"))?;
         let first = Utc
             .with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
             .single()
             .context("month start")?;
         let next = first + Months::new(1);
-        self.start = first.timestamp_micros();
-        self.end = next.timestamp_micros();
+        self.start = first.timestamp_millis();
+        self.end = next.timestamp_millis();
         self.year_month = (t.year(), t.month());
         Ok(self.year_month)
     }
@@ -266,9 +266,9 @@ mod tests {
     #[test]
     fn month_cache_handles_boundaries() {
         let mut m = MonthCache::default();
-        let march_end = 1_711_929_599_000_000; // 2024-03-31T23:59:59Z
+        let march_end = 1_711_929_599_000; // 2024-03-31T23:59:59Z
         assert_eq!(m.year_month(march_end).unwrap(), (2024, 3));
-        assert_eq!(m.year_month(march_end + 1_000_000).unwrap(), (2024, 4));
+        assert_eq!(m.year_month(march_end + 1_000).unwrap(), (2024, 4));
         assert_eq!(m.year_month(march_end).unwrap(), (2024, 3));
         assert_eq!(m.year_month(-1).unwrap(), (1969, 12));
     }

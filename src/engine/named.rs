@@ -310,7 +310,7 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 }
 
 fn ts(t: DateTime<Utc>) -> ScalarValue {
-    ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
+    ScalarValue::TimestampMillisecond(Some(t.timestamp_millis()), Some("UTC".into()))
 }
 
 fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
@@ -367,18 +367,18 @@ mod tests {
     fn month_binds_a_half_open_range() {
         let q = parse("-- name: q\n-- param: month month  M\nSELECT 1", "q.sql").unwrap();
         let m = map(q.bind(&args(&[("month", "2024-12")])).unwrap());
-        let micros = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+        let millis = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
         assert_eq!(
             m["month_start"],
-            ScalarValue::TimestampMicrosecond(
-                Some(micros("2024-12-01T00:00:00Z")),
+            ScalarValue::TimestampMillisecond(
+                Some(millis("2024-12-01T00:00:00Z")),
                 Some("UTC".into())
             )
         );
         assert_eq!(
             m["month_end"],
-            ScalarValue::TimestampMicrosecond(
-                Some(micros("2025-01-01T00:00:00Z")),
+            ScalarValue::TimestampMillisecond(
+                Some(millis("2025-01-01T00:00:00Z")),
                 Some("UTC".into())
             )
         );

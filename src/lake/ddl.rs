@@ -1,7 +1,7 @@
 //! The lake's public contract, rendered as DDL for other engines: users who
 //! outgrow one machine point DuckDB, Athena, Trino or Spark at the same
 //! directory or prefix. Every table is Hive-partitioned by `year` and
-//! `month` (integers); `created_at` is a UTC timestamp in microseconds.
+//! `month` (integers); `created_at` is a UTC timestamp in milliseconds.
 //!
 //! The flat tables store their id as a UUID's 16 bytes (see [`crate::key`]).
 //! DuckDB reads that as a UUID; for the Hive engines the files are declared
@@ -9,7 +9,7 @@
 //! text, as auditlake itself does. Either way an id that was not a canonical
 //! UUID is shown as the source's own text, kept in `extra`.
 
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 
 use crate::key::UUID_TYPE;
 use crate::table::{EXTRA, TableSpec};
@@ -219,6 +219,7 @@ fn type_name(data_type: &DataType, engine: Engine) -> &'static str {
         (DataType::FixedSizeBinary(_), Engine::Trino) => "varbinary",
         (DataType::FixedSizeBinary(_), _) => "BINARY",
         (DataType::Timestamp(..), Engine::Athena) => "timestamp",
+        (DataType::Timestamp(TimeUnit::Millisecond, _), Engine::Trino) => "timestamp(3)",
         (DataType::Timestamp(..), Engine::Trino) => "timestamp(6)",
         (DataType::Timestamp(..), _) => "TIMESTAMP",
         (DataType::Int32, Engine::Athena | Engine::Trino) => "integer",
@@ -293,7 +294,7 @@ mod tests {
             "coalesce(json_extract_scalar(extra, '$.id'), lower(regexp_replace(to_hex(id),"
         ));
         let trino = render(Engine::Trino, &loc, &specs).unwrap();
-        assert!(trino.contains("created_at timestamp(6),"));
+        assert!(trino.contains("created_at timestamp(3),"));
         assert!(trino.contains("  id varbinary,\n"));
         assert!(trino.contains("sync_partition_metadata('auditlake', 'terraform_stored', 'FULL')"));
         let local = Location {

@@ -392,7 +392,8 @@ pub struct FileFacts {
 impl FileFacts {
     /// Checks that the file stores `schema`'s columns with their types, so
     /// rows can be merged into it; a file of an older layout (auditlake 0.1
-    /// stored ids as text and no UUID bytes) says how to rebuild.
+    /// stored ids as text, 0.2 timestamps in microseconds) says how to
+    /// rebuild.
     pub fn check_layout(&self, schema: &Schema, url: &str) -> anyhow::Result<()> {
         for field in schema.fields() {
             let stored = self.columns.iter().find(|(name, _)| name == field.name());

@@ -75,13 +75,14 @@ pub fn string_or_null(raw: &RawValue) -> Option<Option<Cow<'_, str>>> {
 /// A parsed timestamp and whether its text is the canonical rendering of the
 /// instant (so the text can be rebuilt from the column alone).
 pub struct Timestamp {
-    pub micros: i64,
+    /// UTC milliseconds since the epoch ([`crate::table::TimeType`]).
+    pub millis: i64,
     pub canonical: bool,
 }
 
 /// Parses an RFC 3339 timestamp (offsets and fractional seconds allowed).
-/// Canonical: `YYYY-MM-DDTHH:MM:SSZ`, or with the shortest of 3/6 fraction
-/// digits; anything else (offsets, nanoseconds, `.000`) is kept verbatim.
+/// Canonical: `YYYY-MM-DDTHH:MM:SSZ`, or with 3 fraction digits that are not
+/// `.000`; anything else (offsets, finer fractions, `.000`) is kept verbatim.
 pub fn parse_timestamp(text: &str, field: &'static str) -> Result<Timestamp, EntryError> {
     parse_timestamp_rendered(text, field, SecondsFormat::AutoSi)
 }
@@ -100,21 +101,22 @@ pub fn parse_timestamp_rendered(
     };
     let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
     let utc = parsed.with_timezone(&Utc);
-    let micros = utc.timestamp_micros();
+    let millis = utc.timestamp_millis();
     let canonical = if rendering == SecondsFormat::AutoSi && text.len() == 20 && text.ends_with('Z')
     {
         true
     } else {
-        utc.timestamp_subsec_nanos() % 1000 == 0 && text == utc.to_rfc3339_opts(rendering, true)
+        utc.timestamp_subsec_nanos() % 1_000_000 == 0
+            && text == utc.to_rfc3339_opts(rendering, true)
     };
-    Ok(Timestamp { micros, canonical })
+    Ok(Timestamp { millis, canonical })
 }
 
 /// Renders a timestamp column value back as RFC 3339 text.
-pub fn format_timestamp(micros: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(micros)
+pub fn format_timestamp(millis: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(millis)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| micros.to_string())
+        .unwrap_or_else(|| millis.to_string())
 }
 
 /// Short description of a JSON value's type for messages.
@@ -223,18 +225,24 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_parse_to_utc_micros() {
+    fn timestamps_parse_to_utc_millis() {
         let t = parse_timestamp("2024-03-05T12:34:56Z", "created_at").unwrap();
-        assert_eq!(t.micros, 1_709_642_096_000_000);
+        assert_eq!(t.millis, 1_709_642_096_000);
         assert!(t.canonical);
         let t = parse_timestamp("2024-03-05T14:34:56.5+02:00", "created_at").unwrap();
-        assert_eq!(t.micros, 1_709_642_096_500_000);
+        assert_eq!(t.millis, 1_709_642_096_500);
         assert!(!t.canonical);
         let t = parse_timestamp("2024-03-05T12:34:56.123Z", "created_at").unwrap();
+        assert_eq!(t.millis, 1_709_642_096_123);
         assert!(t.canonical);
+        // Finer than the column: rounded down in the column, and not
+        // canonical, so the text is kept verbatim with the row.
+        let t = parse_timestamp("2024-03-05T12:34:56.123456Z", "created_at").unwrap();
+        assert_eq!(t.millis, 1_709_642_096_123);
+        assert!(!t.canonical);
         assert!(parse_timestamp("2024-13-05T12:34:56Z", "created_at").is_err());
         assert_eq!(
-            format_timestamp(1_709_642_096_500_000),
+            format_timestamp(1_709_642_096_500),
             "2024-03-05T12:34:56.500Z"
         );
     }

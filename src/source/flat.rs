@@ -17,10 +17,9 @@ use super::entry::{
 };
 use super::scan::{Entry, Member, Value};
 use crate::key;
-use datafusion::arrow::array::{
-    ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use crate::table::{TimeBuilder, time_builder, time_data_type};
+use datafusion::arrow::array::{ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 /// What a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +28,8 @@ pub enum Kind {
     /// 16 bytes (see [`crate::key`]); a key that is not a canonical UUID is
     /// also kept verbatim in `extra`.
     Key,
-    /// The entry's time: a required RFC 3339 string, stored as UTC microseconds.
+    /// The entry's time: a required RFC 3339 string, stored as UTC milliseconds
+    /// ([`crate::table::TimeType`]).
     Time,
     /// A string (or null).
     Text,
@@ -92,11 +92,7 @@ impl Layout {
             .iter()
             .map(|c| match c.kind {
                 Kind::Key => Field::new(c.name, key::UUID_TYPE, false),
-                Kind::Time => Field::new(
-                    c.name,
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    false,
-                ),
+                Kind::Time => Field::new(c.name, time_data_type(), false),
                 Kind::Text | Kind::Json => Field::new(c.name, DataType::Utf8, true),
             })
             .collect();
@@ -115,7 +111,7 @@ impl Layout {
 enum ColumnBuilder {
     Key(FixedSizeBinaryBuilder),
     Text(StringBuilder),
-    Time(TimestampMicrosecondBuilder),
+    Time(TimeBuilder),
 }
 
 /// Accumulates entries into Arrow columns following a [`Layout`].
@@ -144,9 +140,7 @@ impl FlatBatchBuilder {
             .columns
             .iter()
             .map(|c| match c.kind {
-                Kind::Time => ColumnBuilder::Time(
-                    TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-                ),
+                Kind::Time => ColumnBuilder::Time(time_builder(rows)),
                 Kind::Key => ColumnBuilder::Key(FixedSizeBinaryBuilder::with_capacity(rows, 16)),
                 _ => ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 16)),
             })
@@ -229,7 +223,7 @@ impl FlatBatchBuilder {
 
         for (i, builder) in self.builders.iter_mut().enumerate() {
             match builder {
-                ColumnBuilder::Time(b) => b.append_value(ts.micros),
+                ColumnBuilder::Time(b) => b.append_value(ts.millis),
                 ColumnBuilder::Key(b) => b.append_value(id).expect("16 bytes"),
                 ColumnBuilder::Text(b) => b.append_option(values[i].as_deref()),
             }

@@ -100,8 +100,8 @@ pub fn table_spec() -> TableSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::TimeType;
     use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::TimestampMicrosecondType;
 
     use crate::source::entry::EntryError;
     use crate::source::scan::parse_entry;
@@ -158,8 +158,8 @@ mod tests {
             assert_eq!(text(&b, name, 0).as_deref(), Some(value), "{name}");
         }
         assert_eq!(text(&b, "extra", 0), None);
-        let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
-        assert_eq!(ts.value(0), 1_709_642_096_000_000);
+        let ts = b.column(1).as_primitive::<TimeType>();
+        assert_eq!(ts.value(0), 1_709_642_096_000);
     }
 
     #[test]

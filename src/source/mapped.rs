@@ -8,8 +8,8 @@ use std::io::Read;
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::entry::{ExtraObject, RawEntry, compact_json, parse_timestamp, string_or_null};
 use super::mapping::{FieldRule, MAPPED_FIELDS, Mapping, TimeFormat};
 use super::{Position, SourceError};
-use crate::table::TableSpec;
+use crate::table::{TableSpec, TimeBuilder, time_builder, time_data_type};
 
 /// The columns of every mapped table: `id, created_at`, the fields a mapping
 /// can fill ([`MAPPED_FIELDS`]), then `account, data`.
@@ -28,11 +28,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         .chain(["account", "data"]);
     let fields = names.map(|name| match name {
         "id" | "account" => Field::new(name, DataType::Utf8, false),
-        "created_at" => Field::new(
-            name,
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
+        "created_at" => Field::new(name, time_data_type(), false),
         _ => Field::new(name, DataType::Utf8, true),
     });
     Arc::new(Schema::new(fields.collect::<Vec<_>>()))
@@ -60,7 +56,7 @@ pub fn table_spec(table: &str) -> TableSpec {
 pub struct MappedBatchBuilder {
     mapping: Arc<Mapping>,
     id: StringBuilder,
-    created_at: TimestampMicrosecondBuilder,
+    created_at: TimeBuilder,
     /// type … role, then account, then data.
     text: [StringBuilder; 9],
     data: ExtraObject,
@@ -94,7 +90,7 @@ impl MappedBatchBuilder {
         MappedBatchBuilder {
             mapping,
             id: StringBuilder::with_capacity(rows, rows * 32),
-            created_at: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            created_at: time_builder(rows),
             text: std::array::from_fn(|_| StringBuilder::with_capacity(rows, rows * 16)),
             data: ExtraObject::default(),
             len: 0,
@@ -119,7 +115,7 @@ impl MappedBatchBuilder {
             .filter(|f| f.text.is_some())
             .ok_or_else(|| problem(&mapping.created_at, "is missing"))?;
         let text = time.text.as_deref().expect("filtered above");
-        let (micros, canonical) = parse_time(text, &mapping.time_format).ok_or_else(|| {
+        let (millis, canonical) = parse_time(text, &mapping.time_format).ok_or_else(|| {
             problem(
                 &mapping.created_at,
                 time_problem(text, &mapping.time_format),
@@ -160,7 +156,7 @@ impl MappedBatchBuilder {
             }
         }
         self.id.append_value(&id);
-        self.created_at.append_value(micros);
+        self.created_at.append_value(millis);
         for (builder, value) in self.text.iter_mut().zip(&values) {
             builder.append_option(value.as_deref());
         }
@@ -249,25 +245,25 @@ fn parse_time(text: &str, format: &TimeFormat) -> Option<(i64, bool)> {
     match format {
         TimeFormat::Rfc3339 => parse_timestamp(text, "created_at")
             .ok()
-            .map(|t| (t.micros, t.canonical)),
+            .map(|t| (t.millis, t.canonical)),
         TimeFormat::Unix | TimeFormat::UnixMillis => {
             let scale = if *format == TimeFormat::Unix {
-                1_000_000.0
-            } else {
                 1_000.0
+            } else {
+                1.0
             };
             let n: f64 = text.trim().parse().ok()?;
             n.is_finite().then(|| ((n * scale).round() as i64, false))
         }
         TimeFormat::Strftime(f) => {
-            let micros = match DateTime::parse_from_str(text, f) {
-                Ok(t) => t.with_timezone(&Utc).timestamp_micros(),
+            let millis = match DateTime::parse_from_str(text, f) {
+                Ok(t) => t.with_timezone(&Utc).timestamp_millis(),
                 Err(_) => NaiveDateTime::parse_from_str(text, f)
                     .ok()?
                     .and_utc()
-                    .timestamp_micros(),
+                    .timestamp_millis(),
             };
-            Some((micros, false))
+            Some((millis, false))
         }
     }
 }
@@ -409,10 +405,8 @@ mod tests {
             id = "ID""#,
         );
         let b = row(&m, r#"{"ID":"7","Timestamp":"2024-03-05 10:00:00"}"#).unwrap();
-        let ts = b
-            .column(1)
-            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
-        assert_eq!(ts.value(0), 1_709_632_800_000_000);
+        let ts = b.column(1).as_primitive::<crate::table::TimeType>();
+        assert_eq!(ts.value(0), 1_709_632_800_000);
         assert_eq!(text(&b, "id").as_deref(), Some("7"));
         assert_eq!(
             text(&b, "data").as_deref(),
