@@ -27,6 +27,11 @@ pub struct TableSpec {
     pub dictionary_columns: &'static [&'static str],
     /// Columns queried by equality, worth a bloom filter.
     pub bloom_filter_columns: &'static [&'static str],
+    /// Columns whose values do not follow the sort order (who acted and
+    /// from where, rather than what was acted on): every page holds most of
+    /// their values, so page min/max would never skip a page. They keep
+    /// chunk statistics (and their bloom filter) but no column index.
+    pub scattered_columns: &'static [&'static str],
     /// This table's part of the `events` view: a SELECT list producing
     /// `source, id, created_at, type, action, actor, actor_id, target,
     /// ip_address, data` (see [`EVENTS_COLUMNS`]).

@@ -13,15 +13,20 @@ use datafusion::parquet::schema::types::{ColumnPath, SchemaDescriptor, Type};
 
 use crate::table::TableSpec;
 
-/// Rows per row group: small enough that statistics and bloom filters can
-/// skip most of a month for a selective query, large enough to compress well.
-pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per row group: a 200k-event month is one row group (one dictionary
+/// and bloom filter per column), a 1M-event month four, so statistics and
+/// bloom filters still skip most of a large month before the page index
+/// narrows it further.
+pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 
 /// Rows per data page: the unit the page index skips and zstd decompresses.
 /// The default (about 1 MB of text, ~25k rows) made the headline query
-/// decompress pages of 25k rows to return 1.4k; at 2048 rows it takes 5-8 ms
-/// instead of 12 (median, 1.2M-event lake) for 3% more bytes.
-pub const PAGE_ROWS: usize = 2048;
+/// decompress pages of 25k rows to return 1.4k (12 ms on the 1.2M-event
+/// lake, against 5-8 ms at 2048 rows). Each page also costs a header, an
+/// offset and column index entry and a fresh zstd frame, about 100 bytes a
+/// column: on a 200k-event month 6144 rows instead of 2048 save 2% of the
+/// file, and the headline query decodes ~0.1 ms more (3.3 ms in all).
+pub const PAGE_ROWS: usize = 6144;
 
 /// Distinct values a bloom filter is sized for (per row group); a 1% false
 /// positive rate at this size costs about 12 KB per filtered column.
@@ -31,9 +36,18 @@ const BLOOM_NDV: u64 = 10_000;
 /// parsing on the other core.
 const ZSTD_LEVEL: i32 = 3;
 
+/// zstd level of delta-encoded timestamps. zstd's optimal parser (level 15)
+/// finds what the faster levels miss in bit-packed deltas: `created_at` of a
+/// 200k-event month shrinks by 7% (611 -> 570 KB), and at ~600 KB a month
+/// it costs little. The same level on every dictionary column saved only 1%
+/// more and slowed the 6 × 200k conversion by a quarter.
+const TIME_ZSTD_LEVEL: i32 = 15;
+
 /// zstd level of text columns without a dictionary (JSON, ids of mapped
 /// tables): on a 200k-event month `data` shrinks by 8% from level 3, for
-/// about 4% more convert CPU (6 × 200k benchmark).
+/// about 4% more convert CPU (6 × 200k benchmark). There are ~7 MB of it a
+/// month: level 15 would save another 13% but take 0.7 s more per month,
+/// a third of the whole conversion.
 const TEXT_ZSTD_LEVEL: i32 = 9;
 
 /// How a table's data files are written: [`writer_properties`] and the
@@ -67,9 +81,10 @@ pub fn writer_options(spec: &TableSpec) -> ParquetResult<ArrowWriterOptions> {
 }
 
 /// Parquet writer settings for a table's data files: zstd, dictionary pages
-/// for low-cardinality columns only, delta encodings for the others, page-level statistics (column and offset
-/// indexes), bloom filters on equality-filtered columns, and the sort order
-/// recorded in the footer.
+/// for low-cardinality columns only, delta encodings for timestamps,
+/// page-level statistics (column and offset indexes) where pages can be
+/// skipped by them, bloom filters on equality-filtered columns, and the sort
+/// order recorded in the footer.
 pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
     let sorting = spec
         .sort_columns
@@ -103,7 +118,9 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
     // month 1.09 -> 1.01 MB. Its page statistics and the UUID key's are
     // chunk-level only: no query prunes pages by JSON text or random keys
     // (filters on `id` run on its text), and the page index shrinks by 18 KB
-    // a month. Timestamps ordered within each sort group shrink as deltas.
+    // a month. The UUID key is stored uncompressed: random bytes do not
+    // compress, and zstd would only cost time on write and read. Timestamps
+    // ordered within each sort group shrink as deltas.
     for field in spec.schema.fields() {
         if spec.dictionary_columns.contains(&field.name().as_str()) {
             continue;
@@ -122,16 +139,29 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
                     );
             }
             t if t == &crate::key::UUID_TYPE => {
-                builder = builder.set_column_statistics_enabled(path, EnabledStatistics::Chunk);
+                builder = builder
+                    .set_column_statistics_enabled(path.clone(), EnabledStatistics::Chunk)
+                    .set_column_compression(path, Compression::UNCOMPRESSED);
             }
             DataType::Timestamp(..) => {
-                builder = builder.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+                builder = builder
+                    .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
+                    .set_column_compression(
+                        path,
+                        Compression::ZSTD(
+                            ZstdLevel::try_new(TIME_ZSTD_LEVEL).expect("valid level"),
+                        ),
+                    );
             }
             _ => {}
         }
     }
     for column in spec.dictionary_columns {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), true);
+    }
+    for column in spec.scattered_columns {
+        builder = builder
+            .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::Chunk);
     }
     for column in spec.bloom_filter_columns {
         let path = ColumnPath::from(*column);

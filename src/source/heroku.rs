@@ -90,6 +90,15 @@ pub fn table_spec() -> TableSpec {
         ],
         // The columns compliance questions filter on by equality.
         bloom_filter_columns: &["app_name", "actor_email"],
+        // The app's own attributes (id, owner, team) follow `app_name`; the
+        // actor and request do not, and the account is one per file.
+        scattered_columns: &[
+            "actor_id",
+            "actor_email",
+            "ip_address",
+            "enterprise_account_id",
+            "enterprise_account_name",
+        ],
         events_select: "'heroku' AS source, id, created_at, type, action, actor_email AS actor, \
             actor_id, coalesce(app_name, team_name, enterprise_account_name) AS target, \
             ip_address, data"

@@ -46,6 +46,7 @@ pub fn table_spec(table: &str) -> TableSpec {
         key_column: "id",
         dictionary_columns: &["type", "action", "actor", "actor_id", "role", "account"],
         bloom_filter_columns: &["actor", "target"],
+        scattered_columns: &[],
         events_select: format!(
             "'{table}' AS source, id, created_at, type, action, actor, actor_id, target, ip_address, data"
         ),
