@@ -61,6 +61,16 @@ impl Default for EngineOptions {
     }
 }
 
+/// Files smaller than this are scanned whole by one partition rather than
+/// split into byte ranges (DataFusion splits from 1 MiB). A byte range reads
+/// the row groups whose middle it holds, and the lake writes row groups of
+/// [`crate::lake::parquet::ROW_GROUP_ROWS`] rows (~7.5 MB of Heroku events):
+/// splitting a file of one row group only adds an empty partition and a
+/// merge. On a 200k-event month a full-month aggregation takes 7.0 ms
+/// instead of 9.4 (the scan's batches are spread over both cores after
+/// decoding instead); a 1M-event month (4 row groups) is still split.
+const SPLIT_FILES_FROM_BYTES: usize = 8 * 1024 * 1024;
+
 /// A DataFusion session over one lake.
 pub struct Engine {
     ctx: SessionContext,
@@ -88,6 +98,7 @@ impl Engine {
         // the pages and rows that can match.
         opts.execution.parquet.pushdown_filters = true;
         opts.execution.parquet.reorder_filters = true;
+        opts.optimizer.repartition_file_min_size = SPLIT_FILES_FROM_BYTES;
         let mut ctx = SessionContext::new_with_config_rt(config, runtime);
         datafusion_functions_json::register_all(&mut ctx)
             .context("cannot register the JSON functions")?;
