@@ -191,6 +191,25 @@ mod tests {
     }
 
     #[test]
+    fn times_finer_than_a_millisecond_are_kept_verbatim() {
+        let b = build(&[
+            r#"{"id":"0b6c1e3a-0000-4000-8000-000000000001","created_at":"2024-03-05T12:34:56.123456Z"}"#,
+            r#"{"id":"0b6c1e3a-0000-4000-8000-000000000002","created_at":"2024-03-05T12:34:56.123Z"}"#,
+        ])
+        .unwrap();
+        let ts = b.column(1).as_primitive::<TimeType>();
+        // The column holds milliseconds (rounded down); the text that it
+        // cannot render back stays in `extra`, the text it can does not.
+        assert_eq!(ts.value(0), 1_709_642_096_123);
+        assert_eq!(ts.value(1), 1_709_642_096_123);
+        assert_eq!(
+            text(&b, "extra", 0).as_deref(),
+            Some(r#"{"created_at":"2024-03-05T12:34:56.123456Z"}"#)
+        );
+        assert_eq!(text(&b, "extra", 1), None);
+    }
+
+    #[test]
     fn rejects_entries_without_id_or_time() {
         let err = build(&[r#"{"created_at":"2024-03-05T12:34:56Z"}"#]).unwrap_err();
         assert_eq!(err.to_string(), r#"required field "id" is missing"#);
