@@ -94,6 +94,46 @@ events
     assert_eq!(clean.status.code(), Some(0));
 }
 
+/// A named query's plan is kept for the session and bound to new values on
+/// every run: each run answers for its own values, and a SET (which forgets
+/// the kept plans) changes nothing in the answers.
+#[test]
+fn a_named_query_runs_again_with_new_values() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let script = "\
+.format csv
+.run config-changes app=billing-api month=2024-03
+.run config-changes app=web-frontend month=2024-03
+.run config-changes app=billing-api month=2024-01
+SET datafusion.execution.batch_size = 2;
+.run config-changes app=billing-api month=2024-03
+";
+    let out = scripted(&lake, script);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let answers: Vec<Vec<&str>> = text
+        .split("created_at,actor,action,changes,ip_address\n")
+        .skip(1)
+        // Rows only: SET prints an empty result of its own.
+        .map(|a| a.lines().filter(|l| l.starts_with("2024-")).collect())
+        .collect();
+    assert_eq!(answers.len(), 4, "{text}");
+    // testdata/README.md: billing-api's March config changes are 21 and 22.
+    let march = [
+        "2024-03-01T00:00:00Z,ann@acme.io,set,\"[\"\"STRIPE_KEY\"\"]\",203.0.113.10",
+        "2024-03-04T11:22:33Z,zoë@acme.io,set,\"[\"\"WEB_CONCURRENCY\"\",\"\"RAILS_ENV\"\"]\",198.51.100.23",
+    ];
+    assert_eq!(answers[0], march);
+    // web-frontend's one March config change is 24.
+    assert_eq!(answers[1].len(), 1, "{text}");
+    assert!(answers[1][0].starts_with("2024-03-12T09:30:00Z,"), "{text}");
+    // billing-api in January: 02, and 10 from February's archive.
+    assert_eq!(answers[2].len(), 2, "{text}");
+    assert!(answers[2][1].starts_with("2024-01-31T23:59:59Z,"), "{text}");
+    assert_eq!(answers[3], march);
+}
+
 #[test]
 fn output_goes_to_a_file_and_back() {
     let dir = testdata_lake();

@@ -11,6 +11,7 @@
 //! SQL is read-only unless the engine is opened with writes allowed.
 
 pub mod named;
+pub mod prepared;
 pub mod pruning;
 pub mod text_key;
 
@@ -31,6 +32,7 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::lake::Lake;
 use crate::table::{EVENTS_COLUMNS, TableSpec};
+use prepared::PreparedPlans;
 use pruning::MonthPrunedTable;
 use text_key::TextKeyTable;
 
@@ -77,6 +79,8 @@ pub struct Engine {
     tables: Vec<TableSpec>,
     options: EngineOptions,
     lake: Lake,
+    /// Optimized plans of the parameterised queries run in this session.
+    prepared: PreparedPlans,
 }
 
 impl Engine {
@@ -112,6 +116,7 @@ impl Engine {
             tables: Vec::new(),
             options,
             lake: lake.clone(),
+            prepared: PreparedPlans::default(),
         };
         lake.register_store(&engine.ctx);
         if !lake.exists().await? {
@@ -236,16 +241,38 @@ impl Engine {
     }
 
     /// Plans `sql` (one statement), refusing writes unless allowed, and
-    /// binds `params` to its `$name` placeholders.
+    /// binds `params` to its `$name` placeholders. A parameterised query's
+    /// optimized plan is kept for the session (see [`prepared`]); a statement
+    /// that changes settings or tables forgets the kept plans.
     pub async fn sql(&self, sql: &str, params: Option<ParamValues>) -> anyhow::Result<DataFrame> {
-        let df = self
-            .ctx
-            .sql_with_options(sql, self.sql_options())
-            .await
-            .map_err(|e| explain_error(e, self.options.allow_write))?;
+        if let Some(p) = &params
+            && let Some(optimized) = self.prepared.get(sql)
+        {
+            return Ok(prepared::bind(&self.ctx, optimized, p.clone())?);
+        }
+        // As `SessionContext::sql_with_options`, with a look at the plan
+        // before DDL and SET statements take effect.
+        let refused = |e| explain_error(e, self.options.allow_write);
+        let state = self.ctx.state();
+        let plan = state.create_logical_plan(sql).await.map_err(refused)?;
+        self.sql_options().verify_plan(&plan).map_err(refused)?;
+        let query = prepared::is_query(&plan);
+        if !query {
+            self.prepared.clear();
+        }
         match params {
-            Some(p) => Ok(df.with_param_values(p)?),
-            None => Ok(df),
+            Some(p) if query => {
+                let optimized = state.optimize(&plan)?;
+                self.prepared.insert(sql, optimized.clone());
+                Ok(prepared::bind(&self.ctx, optimized, p)?)
+            }
+            params => {
+                let df = self.ctx.execute_logical_plan(plan).await?;
+                Ok(match params {
+                    Some(p) => df.with_param_values(p)?,
+                    None => df,
+                })
+            }
         }
     }
 }
