@@ -231,6 +231,19 @@ fn parameters_are_bound_never_spliced() {
         ],
     ));
     assert_eq!(out, "n\n4\n");
+    // A text value compared with a timestamp is cast as SQL would cast the
+    // literal: March 22, 23, 24 and 25 are after the 4th's midnight.
+    let out = ok(query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "-p",
+            "t=2024-03-04T00:00:00Z",
+            "SELECT count(*) AS n FROM heroku WHERE created_at > $t",
+        ],
+    ));
+    assert_eq!(out, "n\n4\n");
 }
 
 #[test]
@@ -498,4 +511,41 @@ fn ids_are_shown_as_the_source_wrote_them() {
          0b6c1e3a-0000-4000-8000-0000000000aa\n\
          0b6c1e3a-0000-4000-8000-0000000000bb\n"
     );
+}
+
+/// `year` and `month` filter by value although month directories are two
+/// digits (`month=03`): `year = 2024 AND month = 3` once answered no rows,
+/// because DataFusion listed only the directory `year=2024/month=3`.
+#[test]
+fn year_and_month_equalities_find_their_partition() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    // testdata/README.md: January 5 rows, February 4, March 5.
+    for (sql, expected) in [
+        (
+            "SELECT count(*) AS n FROM heroku WHERE year = 2024 AND month = 3",
+            "5",
+        ),
+        (
+            "SELECT count(*) AS n FROM heroku WHERE month = 2 AND year = 2024",
+            "4",
+        ),
+        (
+            "SELECT count(*) AS n FROM heroku WHERE 2024 = year AND 1 = month",
+            "5",
+        ),
+        ("SELECT count(*) AS n FROM heroku WHERE year = 2024", "14"),
+        ("SELECT count(*) AS n FROM heroku WHERE month = 3", "5"),
+        (
+            "SELECT count(*) AS n FROM events WHERE year = 2024 AND month = 2",
+            "4",
+        ),
+        (
+            "SELECT count(*) AS n FROM heroku WHERE year = 2024 AND month = 4",
+            "0",
+        ),
+    ] {
+        let out = ok(query(&lake, &["--format", "csv", sql]));
+        assert_eq!(out, format!("n\n{expected}\n"), "{sql}");
+    }
 }

@@ -247,6 +247,7 @@ impl Engine {
     pub async fn sql(&self, sql: &str, params: Option<ParamValues>) -> anyhow::Result<DataFrame> {
         if let Some(p) = &params
             && let Some(optimized) = self.prepared.get(sql)
+            && prepared::fits(&optimized, p)
         {
             return Ok(prepared::bind(&self.ctx, optimized, p.clone())?);
         }
@@ -263,8 +264,11 @@ impl Engine {
         match params {
             Some(p) if query => {
                 let optimized = state.optimize(&plan)?;
-                self.prepared.insert(sql, optimized.clone());
-                Ok(prepared::bind(&self.ctx, optimized, p)?)
+                if prepared::fits(&optimized, &p) {
+                    self.prepared.insert(sql, optimized.clone());
+                    return Ok(prepared::bind(&self.ctx, optimized, p)?);
+                }
+                Ok(DataFrame::new(state, plan).with_param_values(p)?)
             }
             params => {
                 let df = self.ctx.execute_logical_plan(plan).await?;

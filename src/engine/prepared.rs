@@ -47,6 +47,23 @@ impl PreparedPlans {
     }
 }
 
+/// Whether `params` fit the placeholders of `optimized` as the analyzer
+/// typed them. Only then can they be bound without the analyzer: a text value
+/// for a placeholder compared with a timestamp (ad-hoc SQL with `--param
+/// t=2024-06-30T23:00:00Z`) needs the cast the analyzer inserts, so such a
+/// query is planned whole instead.
+pub fn fits(optimized: &LogicalPlan, params: &ParamValues) -> bool {
+    let Ok(types) = optimized.get_parameter_types() else {
+        return false;
+    };
+    types.iter().all(|(id, expected)| {
+        matches!(
+            (params.get_placeholders_with_values(id), expected),
+            (Ok(value), Some(expected)) if &value.value.data_type() == expected
+        )
+    })
+}
+
 /// A DataFrame over `optimized` with `params` bound, whose session runs no
 /// analyzer or optimizer rules again: collecting it plans the physical side
 /// only, with the session's current settings.
