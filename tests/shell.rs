@@ -134,6 +134,41 @@ SET datafusion.execution.batch_size = 2;
     assert_eq!(answers[3], march);
 }
 
+/// A named query that reads the clock is planned afresh each run: the
+/// optimizer folds `now()` into the plan, so a kept plan would answer with
+/// the first run's time.
+#[test]
+fn a_named_query_reading_the_clock_is_not_kept() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let queries = dir.path().join("queries");
+    std::fs::create_dir_all(&queries).unwrap();
+    std::fs::write(
+        queries.join("clock.sql"),
+        "-- name: clock\n-- description: the time and an app\n-- param: app text  App name\n\
+         SELECT CAST(now() AS VARCHAR) AS t, count(*) AS n FROM heroku WHERE app_name = $app;\n",
+    )
+    .unwrap();
+    let out = auditlake_with_stdin(
+        &[
+            "shell",
+            "--lake",
+            lake.to_str().unwrap(),
+            "--queries",
+            queries.to_str().unwrap(),
+        ],
+        ".format csv\n.run clock app=billing-api\n.run clock app=billing-api\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<&str> = text.lines().filter(|l| !l.starts_with("t,")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    // testdata/README.md: billing-api's events are 01 02 03 10 in January,
+    // 13 in February, 21 22 23 in March.
+    assert!(rows.iter().all(|r| r.ends_with(",8")), "{text}");
+    assert_ne!(rows[0], rows[1], "now() was frozen: {text}");
+}
+
 #[test]
 fn output_goes_to_a_file_and_back() {
     let dir = testdata_lake();

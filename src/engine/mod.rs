@@ -262,7 +262,7 @@ impl Engine {
             self.prepared.clear();
         }
         match params {
-            Some(p) if query => {
+            Some(p) if query && prepared::is_deterministic(&plan) => {
                 let optimized = state.optimize(&plan)?;
                 if prepared::fits(&optimized, &p) {
                     self.prepared.insert(sql, optimized.clone());

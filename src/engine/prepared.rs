@@ -8,14 +8,18 @@
 //! place. So the optimized plan is kept, keyed by the SQL text; each run binds
 //! the values into a copy (DataFusion replaces the placeholders, in the scans'
 //! filters too, so month pruning, statistics and page indexes see literals at
-//! physical planning) and plans only the physical side.
+//! physical planning) and plans only the physical side. A plan is kept only
+//! when that is exact: no function that reads the clock ([`is_deterministic`])
+//! and values of the types the analyzer gave the placeholders ([`fits`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use datafusion::common::ParamValues;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, Volatility};
 use datafusion::prelude::{DataFrame, SessionContext};
 
 /// Optimized logical plans of parameterised queries, by SQL text.
@@ -78,6 +82,31 @@ pub fn bind(
         .with_optimizer_rules(Vec::new())
         .build();
     Ok(DataFrame::new(state, plan))
+}
+
+/// Whether every function in `plan` (and its subqueries) is immutable. The
+/// optimizer folds stable functions such as `now()` into the plan, so a kept
+/// plan of `… WHERE created_at > now() - INTERVAL '1 day'` would answer for
+/// the first run's time ever after; such queries are planned whole each run.
+pub fn is_deterministic(plan: &LogicalPlan) -> bool {
+    let mut deterministic = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    deterministic = false;
+                }
+                Ok(if deterministic {
+                    TreeNodeRecursion::Continue
+                } else {
+                    TreeNodeRecursion::Stop
+                })
+            })
+        })
+    });
+    deterministic
 }
 
 /// Whether a statement's plan may be kept: a query, not a statement that
