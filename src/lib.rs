@@ -9,7 +9,6 @@
 pub mod cli;
 pub mod convert;
 pub mod engine;
-pub mod key;
 pub mod lake;
 pub mod shell;
 pub mod source;

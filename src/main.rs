@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Queries(args) => cli::query::list(args),
             Command::Shell(args) => run_shell(args).await,
             Command::Ddl(args) => cli::ddl::run(args).await,
+            Command::Upgrade(args) => cli::upgrade::run(args).await,
         }
     });
     match result {

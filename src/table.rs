@@ -33,8 +33,9 @@ pub struct TableSpec {
     /// chunk statistics (and their bloom filter) but no column index.
     pub scattered_columns: &'static [&'static str],
     /// This table's part of the `events` view: a SELECT list producing
-    /// `source, id, created_at, type, action, actor, actor_id, target,
-    /// ip_address, data` (see [`EVENTS_COLUMNS`]).
+    /// `id, created_at, type, action, actor, actor_id, target, ip_address,
+    /// data` (see [`EVENTS_COLUMNS`]); `source`, the table's name, comes
+    /// first, quoted by whoever renders the view.
     pub events_select: String,
 }
 
@@ -67,6 +68,9 @@ pub const EXTRA: &str = "extra";
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// Name of the view over every source.
+pub const EVENTS_VIEW: &str = "events";
 
 /// Columns of the `events` view that unifies every source.
 pub const EVENTS_COLUMNS: [&str; 10] = [

@@ -34,9 +34,9 @@ const TEXT_COLUMNS: [&str; 15] = [
     "extra",
 ];
 
-const JAN: &str = "heroku/year=2024/month=01/acme.parquet";
-const FEB: &str = "heroku/year=2024/month=02/acme.parquet";
-const MAR: &str = "heroku/year=2024/month=03/acme.parquet";
+const JAN: &str = "heroku/year=2024/month=1/acme.parquet";
+const FEB: &str = "heroku/year=2024/month=2/acme.parquet";
+const MAR: &str = "heroku/year=2024/month=3/acme.parquet";
 
 fn id(n: u32) -> String {
     format!("0b6c1e3a-0000-4000-8000-{n:012}")
@@ -130,7 +130,7 @@ async fn columns_hold_exact_values() {
         })
         .collect();
     let mut expected = vec![
-        "id FixedSizeBinary(16) not null".to_string(),
+        "id Utf8 not null".to_string(),
         "created_at Timestamp(ms, \"UTC\") not null".to_string(),
     ];
     for c in TEXT_COLUMNS {
@@ -359,15 +359,10 @@ fn parquet_files_are_written_for_fast_reads() {
     );
     for col in rg.columns() {
         let name = col.column_path().string();
-        // zstd, but for the UUID key: random bytes do not compress.
-        if name == "id" {
-            assert_eq!(col.compression(), Compression::UNCOMPRESSED);
-        } else {
-            assert!(
-                matches!(col.compression(), Compression::ZSTD(_)),
-                "{name} is not zstd"
-            );
-        }
+        assert!(
+            matches!(col.compression(), Compression::ZSTD(_)),
+            "{name} is not zstd"
+        );
         // Every column can skip pages (offset index); page statistics only
         // where a filter can use them: not on the key or JSON text, nor on
         // columns that do not follow the sort (actor, request, account).
@@ -402,26 +397,64 @@ fn parquet_files_are_written_for_fast_reads() {
             dictionary,
             "dictionary on {name}"
         );
-        // Columns without a dictionary: timestamps as deltas, the id's 16
-        // random bytes and JSON text plain.
-        let encoding = match name.as_str() {
-            "created_at" => Some(Encoding::DELTA_BINARY_PACKED),
-            "id" | "data" | "extra" => Some(Encoding::PLAIN),
-            _ => None,
-        };
-        if let Some(encoding) = encoding {
+        // Lake format 1: only the encodings every common reader decodes
+        // (fastparquet misread delta-encoded timestamps): PLAIN values,
+        // dictionary codes, RLE levels.
+        for encoding in col.encodings() {
             assert!(
-                col.encodings().any(|e| e == encoding),
-                "{name}: {:?}",
-                col.encodings().collect::<Vec<_>>()
+                matches!(
+                    encoding,
+                    Encoding::PLAIN | Encoding::RLE | Encoding::RLE_DICTIONARY
+                ),
+                "{name} uses {encoding:?}"
             );
         }
+        if !dictionary {
+            assert!(col.encodings().any(|e| e == Encoding::PLAIN), "{name}");
+        }
     }
-    // The id is a UUID's 16 bytes, marked so that other engines read a UUID.
-    let id = meta.file_metadata().schema_descr().column(0);
-    assert_eq!(id.physical_type(), PhysicalType::FIXED_LEN_BYTE_ARRAY);
-    assert_eq!(id.type_length(), 16);
-    assert_eq!(id.logical_type_ref(), Some(&LogicalType::Uuid));
+    // The id is the source's text; times are UTC milliseconds.
+    let schema = meta.file_metadata().schema_descr();
+    let id = schema.column(0);
+    assert_eq!(id.physical_type(), PhysicalType::BYTE_ARRAY);
+    assert_eq!(id.logical_type_ref(), Some(&LogicalType::String));
+    let created_at = schema.column(1);
+    assert_eq!(created_at.physical_type(), PhysicalType::INT64);
+    assert_eq!(
+        created_at.logical_type_ref(),
+        Some(&LogicalType::Timestamp(
+            datafusion::parquet::basic::TimestampType {
+                is_adjusted_to_u_t_c: true,
+                unit: datafusion::parquet::basic::TimeUnit::MILLIS
+            }
+        ))
+    );
+    // The footer names the writer and the lake format version.
+    let file = meta.file_metadata();
+    assert_eq!(
+        file.created_by(),
+        Some(format!("auditlake version {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    let kv: Vec<(String, Option<String>)> = file
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .filter(|e| e.key.starts_with("auditlake."))
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(
+        kv,
+        [
+            ("auditlake.table".to_string(), Some("heroku".to_string())),
+            (
+                "auditlake.format_version".to_string(),
+                Some("1".to_string())
+            )
+        ]
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lake.join("_auditlake/lake.json")).unwrap()).unwrap();
+    assert_eq!(info["format_version"], 1);
 }
 
 #[tokio::test]
@@ -578,15 +611,12 @@ async fn a_file_of_an_older_layout_is_refused_and_left_as_it_was() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("year=2024/month=03/acme.parquet"), "{err}");
+    assert!(err.contains("year=2024/month=3/acme.parquet"), "{err}");
     assert!(
         err.contains(r#"stores column created_at as Timestamp(µs, "UTC"), but this version of auditlake writes Timestamp(ms, "UTC")"#),
         "{err}"
     );
-    assert!(
-        err.contains("convert the archives again into a new lake"),
-        "{err}"
-    );
+    assert!(err.contains("run `auditlake upgrade`"), "{err}");
     assert_eq!(
         std::fs::read(lake.join(MAR)).unwrap(),
         before,
@@ -636,7 +666,7 @@ async fn the_newest_conversion_wins_for_a_repeated_id() {
     std::fs::write(&path, archive).unwrap();
     let out = convert_ok(&lake, &[&path]);
     assert!(stdout(&out).is_empty());
-    let rows = query_file(&lake.join(MAR), "SELECT id, data FROM t WHERE encode(id, 'hex') IN ('0b6c1e3a000040008000000000000021', '0b6c1e3a000040008000000000000022') ORDER BY id").await;
+    let rows = query_file(&lake.join(MAR), "SELECT id, data FROM t WHERE id IN ('0b6c1e3a-0000-4000-8000-000000000021', '0b6c1e3a-0000-4000-8000-000000000022') ORDER BY id").await;
     assert_eq!(
         rows,
         [
@@ -691,7 +721,7 @@ async fn archives_of_one_run_merge_in_name_order() {
             lines[2].contains("4 entries, 3 rows written (3 new)"),
             "{text}"
         );
-        let may = lake.join("heroku/year=2024/month=05/acme.parquet");
+        let may = lake.join("heroku/year=2024/month=5/acme.parquet");
         let rows = query_file(&may, "SELECT id, data FROM t ORDER BY id").await;
         assert_eq!(
             rows,
@@ -748,7 +778,7 @@ async fn a_month_merged_early_merges_again_when_a_later_archive_adds_to_it() {
             lines[3].contains("5 entries, 4 rows written (4 new)"),
             "{text}"
         );
-        let may = lake.join("heroku/year=2024/month=05/acme.parquet");
+        let may = lake.join("heroku/year=2024/month=5/acme.parquet");
         let rows = query_file(&may, "SELECT id, data FROM t ORDER BY id").await;
         assert_eq!(
             rows,

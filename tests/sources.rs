@@ -81,9 +81,9 @@ fn heroku_event_pages_merge_into_the_monthly_files() {
     assert_eq!(
         data_files(&lake),
         [
-            "heroku/year=2024/month=01/acme.parquet",
-            "heroku/year=2024/month=02/acme.parquet",
-            "heroku/year=2024/month=03/acme.parquet"
+            "heroku/year=2024/month=1/acme.parquet",
+            "heroku/year=2024/month=2/acme.parquet",
+            "heroku/year=2024/month=3/acme.parquet"
         ]
     );
     assert_eq!(
@@ -152,8 +152,8 @@ fn terraform_pages_and_ndjson_pages_dedupe_by_id() {
     assert_eq!(
         data_files(&lake),
         [
-            "terraform/year=2020/month=06/org-AGLwRmx1snv34Yts.parquet",
-            "terraform/year=2020/month=07/org-AGLwRmx1snv34Yts.parquet"
+            "terraform/year=2020/month=6/org-AGLwRmx1snv34Yts.parquet",
+            "terraform/year=2020/month=7/org-AGLwRmx1snv34Yts.parquet"
         ]
     );
     assert_eq!(
@@ -193,9 +193,9 @@ fn mapped_exports_become_tables_with_hashed_ids() {
     let lake = dir.path().join("lake");
     let files = data_files(&lake);
     for f in [
-        "dashboard/year=2024/month=03/acme.parquet",
-        "dashboard/year=2024/month=04/acme.parquet",
-        "heroic/year=2024/month=03/acme-games.parquet",
+        "dashboard/year=2024/month=3/acme.parquet",
+        "dashboard/year=2024/month=4/acme.parquet",
+        "heroic/year=2024/month=3/acme-games.parquet",
     ] {
         assert!(files.iter().any(|x| x == f), "{f} missing from {files:?}");
     }
@@ -393,8 +393,8 @@ fn mapping_errors_name_the_file_record_and_field() {
     assert_eq!(
         data_files(&lake),
         [
-            "dashboard/year=2024/month=03/acme.parquet",
-            "dashboard/year=2024/month=04/acme.parquet"
+            "dashboard/year=2024/month=3/acme.parquet",
+            "dashboard/year=2024/month=4/acme.parquet"
         ]
     );
 
@@ -465,6 +465,6 @@ e2,2024-03-05T10:00:01.500Z,logout,bob@acme.io,,\"{\"\"ts\"\":\"\"1709632801.5\"
     );
     assert_eq!(
         data_files(&lake),
-        ["appaudit/year=2024/month=03/acme.parquet"]
+        ["appaudit/year=2024/month=3/acme.parquet"]
     );
 }

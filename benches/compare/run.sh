@@ -26,12 +26,13 @@ PY="$WORK/venv/bin/python"
 # PROFILE=fast measures the no-LTO build (quick to rebuild while experimenting).
 PROFILE=${PROFILE:-release}
 cargo build --quiet --profile "$PROFILE" --bin auditlake
-BIN=target/$PROFILE/auditlake
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/$PROFILE/auditlake
 
 ARCHIVES="$WORK/archives-$MONTHS-$PER_MONTH"
 if [ ! -d "$ARCHIVES" ]; then
   cargo build --quiet --profile "$PROFILE" --example gen_archives
-  "target/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
+  "$TARGET/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
 fi
 N_MONTHS=$(ls "$ARCHIVES"/*.json.gz | wc -l)
 EVENTS=$((N_MONTHS * PER_MONTH))

@@ -5,6 +5,7 @@ use crate::lake::ddl::{Engine, Location, render};
 
 pub async fn run(args: DdlArgs) -> anyhow::Result<bool> {
     let lake = open_existing_lake(&args.lake).await?;
+    lake.ensure_readable().await?;
     let tables: Vec<_> = lake
         .tables()
         .await?

@@ -8,6 +8,7 @@ pub mod progress;
 pub mod query;
 pub mod statements;
 pub mod status;
+pub mod upgrade;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,26 @@ pub enum Command {
     Shell(ShellArgs),
     /// Print DDL that registers the lake's tables in another engine.
     Ddl(DdlArgs),
+    /// Rewrite a lake written by an earlier auditlake into this lake format.
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Memory limit of the rewrite (e.g. 256M, 1G); sorts spill to disk beyond it.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    pub memory_limit: usize,
+
+    /// Directory for temporary spill files [default: system temp dir].
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
+
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

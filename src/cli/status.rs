@@ -9,7 +9,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(true);
     }
-    println!("lake {}", status.lake);
+    println!("lake {} (format {})", status.lake, status.format_version);
+    if status.needs_upgrade {
+        println!(
+            "written before lake format 1: run `auditlake upgrade --lake {}` before converting into it or querying it",
+            status.lake
+        );
+    }
     if status.tables.is_empty() {
         println!("no tables yet: convert archives with `auditlake convert <PATH>...`");
     }

@@ -23,12 +23,12 @@ use datafusion::common::Column;
 use datafusion::execution::options::ArrowReadOptions;
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 use object_store::path::Path as ObjectPath;
 
-use super::stage::{ENTRY_COLUMN, KeyHasher, StagedPart, archive_of};
+use super::stage::{ENTRY_COLUMN, KeyHasher, StagedPart, archive_of, key_bytes};
 use crate::lake::commit::{CommittingWriter, MonthWriter};
 use crate::lake::parquet::writer_options;
 use crate::lake::{FileFacts, Lake};
@@ -164,7 +164,10 @@ pub async fn merge_into(
         )
     };
 
-    let result = write_query(ctx, lake, spec, &sql, target).await;
+    let result = match ctx.sql(&sql).await.context("cannot plan the merge") {
+        Ok(df) => write_frame(lake, spec, df, target).await,
+        Err(e) => Err(e),
+    };
     let _ = ctx.deregister_table(&new_table);
     let _ = ctx.deregister_table(&old_table);
     let (rows_after, new_by_archive) = result?;
@@ -192,7 +195,7 @@ async fn old_shares_keys(
     let hasher = KeyHasher::default();
     while let Some(batch) = keys.next().await {
         let batch = batch.context("cannot read the keys of the old file")?;
-        for key in crate::key::key_bytes(batch.column(0))? {
+        for key in key_bytes(batch.column(0))? {
             let hash = hasher.hash_one(key);
             if staged
                 .iter()
@@ -205,15 +208,15 @@ async fn old_shares_keys(
     Ok(false)
 }
 
-/// Runs `sql` and streams its rows into `target`, atomically replacing it.
-async fn write_query(
-    ctx: &SessionContext,
+/// Runs `df` and streams its rows into `target`, atomically replacing it.
+/// `df` yields the table's columns, optionally followed by
+/// [`FIRST_COLUMN`], whose counts by archive are returned.
+pub async fn write_frame(
     lake: &Lake,
     spec: &TableSpec,
-    sql: &str,
+    df: DataFrame,
     target: &ObjectPath,
 ) -> anyhow::Result<(u64, BTreeMap<u64, u64>)> {
-    let df = ctx.sql(sql).await.context("cannot plan the merge")?;
     if tracing::enabled!(tracing::Level::TRACE) {
         let plan = df.clone().create_physical_plan().await?;
         tracing::trace!(
@@ -225,7 +228,7 @@ async fn write_query(
 
     let sink = CommittingWriter::from(MonthWriter::create(lake, target).await?);
     let mut writer =
-        AsyncArrowWriter::try_new_with_options(sink, spec.schema.clone(), writer_options(spec)?)?;
+        AsyncArrowWriter::try_new_with_options(sink, spec.schema.clone(), writer_options(spec))?;
     // Encoding runs in its own task, so a month's merged rows are produced
     // (DataFusion's merge of sorted runs) and encoded (zstd, dictionaries,
     // statistics) on two cores at once; a large merge, which holds every
@@ -244,11 +247,13 @@ async fn write_query(
     let produced = async {
         while let Some(batch) = stream.next().await {
             let batch = batch.context("merge failed")?;
-            let first = batch.column(width).as_primitive::<Int64Type>();
-            for priority in first.iter().flatten().filter(|p| *p >= 0) {
-                *new_by_archive
-                    .entry(archive_of(priority as u64))
-                    .or_insert(0) += 1;
+            if let Some(first) = batch.columns().get(width) {
+                let first = first.as_primitive::<Int64Type>();
+                for priority in first.iter().flatten().filter(|p| *p >= 0) {
+                    *new_by_archive
+                        .entry(archive_of(priority as u64))
+                        .or_insert(0) += 1;
+                }
             }
             // The query's schema may mark columns nullable; the table's does not.
             let batch =

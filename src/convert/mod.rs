@@ -22,6 +22,7 @@ pub mod discover;
 pub mod merge;
 mod schedule;
 pub mod stage;
+pub mod upgrade;
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Read;
@@ -184,6 +185,7 @@ pub async fn convert(
     let run_started = Instant::now();
     let archives = discover::find_inputs(&options.inputs).await?;
     let _lock = lake.lock_for_writing()?;
+    lake.ensure_writable().await?;
     if let Some(root) = lake.local_root() {
         let stale = remove_stale_temp_files(root)
             .with_context(|| format!("cannot clean up {}", root.display()))?;

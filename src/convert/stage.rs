@@ -40,6 +40,24 @@ pub fn archive_of(priority: u64) -> u64 {
 /// partition staged from different archives can be compared.
 pub type KeyHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
+/// The bytes of each key of a text key column, for hashing with
+/// [`KeyHasher`] (staged parts and old month files hash them alike).
+pub fn key_bytes(column: &dyn Array) -> anyhow::Result<Vec<Option<&[u8]>>> {
+    Ok(match column.data_type() {
+        DataType::Utf8 => column
+            .as_string::<i32>()
+            .iter()
+            .map(|k| k.map(str::as_bytes))
+            .collect(),
+        DataType::Utf8View => column
+            .as_string_view()
+            .iter()
+            .map(|k| k.map(str::as_bytes))
+            .collect(),
+        other => anyhow::bail!("a key column cannot be of type {other}"),
+    })
+}
+
 /// One partition's staged rows.
 #[derive(Debug)]
 pub struct StagedPart {
@@ -125,7 +143,7 @@ impl Stager {
             .column_by_name(self.spec.owner_column)
             .context("owner column missing")?
             .as_string::<i32>();
-        let keys = crate::key::key_bytes(
+        let keys = key_bytes(
             batch
                 .column_by_name(self.spec.key_column)
                 .context("key column missing")?,

@@ -2,26 +2,22 @@
 //!
 //! Every table found in the lake is registered as a listing table over its
 //! `year=`/`month=` directories, with the schema the lake's writer uses, so
-//! opening a lake lists directories but reads no Parquet footer. Those
-//! tables live in the schema `stored`, as the files hold them; what users
-//! query by name is the same table in the default schema with 16-byte UUID
-//! keys shown as text again (see [`text_key`]). A view `events` unifies all
-//! sources. JSON functions (`data->>'key'`,
+//! opening a lake lists directories but reads no Parquet footer; the tables
+//! are the files as they are (lake format 1 stores what users query). A view
+//! `events` unifies all sources. JSON functions (`data->>'key'`,
 //! `json_get_str`, `json_contains`, …) come from `datafusion-functions-json`.
 //! SQL is read-only unless the engine is opened with writes allowed.
 
 pub mod named;
 pub mod prepared;
 pub mod pruning;
-pub mod text_key;
 
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::{MemorySchemaProvider, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
-use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -31,19 +27,14 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::lake::Lake;
-use crate::table::{EVENTS_COLUMNS, TableSpec};
+use crate::table::{EVENTS_COLUMNS, TableSpec, ident};
 use prepared::PreparedPlans;
 use pruning::MonthPrunedTable;
-use text_key::TextKeyTable;
 
-/// Name of the view over every source.
-pub const EVENTS_VIEW: &str = "events";
+pub use crate::table::EVENTS_VIEW;
 
 /// The engine's catalog.
 const CATALOG: &str = "auditlake";
-
-/// Schema of the tables as stored, under the tables users query by name.
-pub const STORED_SCHEMA: &str = "stored";
 
 /// How the engine is set up.
 #[derive(Clone, Debug)]
@@ -106,10 +97,6 @@ impl Engine {
         let mut ctx = SessionContext::new_with_config_rt(config, runtime);
         datafusion_functions_json::register_all(&mut ctx)
             .context("cannot register the JSON functions")?;
-        ctx.register_udf(crate::key::uuid_text_udf());
-        ctx.catalog(CATALOG)
-            .context("the default catalog exists")?
-            .register_schema(STORED_SCHEMA, Arc::new(MemorySchemaProvider::new()))?;
 
         let mut engine = Engine {
             ctx,
@@ -122,6 +109,7 @@ impl Engine {
         if !lake.exists().await? {
             bail!("{}", engine.empty_lake_message());
         }
+        lake.ensure_readable().await?;
         for name in lake
             .tables()
             .await
@@ -151,10 +139,7 @@ impl Engine {
         let table = ListingTable::try_new(config)?;
         let table: Arc<dyn TableProvider> =
             Arc::new(MonthPrunedTable::new(Arc::new(table), spec.time_column));
-        let stored = TableReference::partial(STORED_SCHEMA, spec.name.as_str());
-        self.ctx.register_table(stored, table.clone())?;
-        self.ctx
-            .register_table(spec.name.as_str(), TextKeyTable::wrap(table))?;
+        self.ctx.register_table(spec.name.as_str(), table)?;
         Ok(())
     }
 
@@ -166,7 +151,14 @@ impl Engine {
         let selects: Vec<String> = self
             .tables
             .iter()
-            .map(|t| format!("SELECT {}, year, month FROM {}", t.events_select, t.name))
+            .map(|t| {
+                format!(
+                    "SELECT '{}' AS source, {}, year, month FROM {}",
+                    t.name.replace('\'', "''"),
+                    t.events_select,
+                    ident(&t.name)
+                )
+            })
             .collect();
         let sql = format!(
             "CREATE VIEW {EVENTS_VIEW} AS {}",

@@ -7,12 +7,6 @@
 //! `year * 100 + month BETWEEN lo AND hi`, and a query for March opens only
 //! March's files. The derived predicate is implied by the original filters,
 //! so results never change.
-//!
-//! It also restates `month = 3` as `month >= 3 AND month <= 3`. Given
-//! `year = 2024 AND month = 3`, DataFusion lists only the directory prefix
-//! `year=2024/month=3`, spelled from the literal, but the lake's months are
-//! two digits (`month=03`): the prefix finds nothing and the query answered
-//! no rows. Ranges are pruned on the parsed directory values instead.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -44,32 +38,17 @@ impl MonthPrunedTable {
         }
     }
 
-    /// The filters (month equalities restated as ranges) plus the partition
-    /// predicate derived from them, if any.
+    /// The filters plus the partition predicate derived from them, if any.
     fn with_month_filter<'a>(&self, filters: &'a [Expr]) -> Cow<'a, [Expr]> {
-        let derived = month_range(filters, &self.time_column).map(|(lo, hi)| {
-            let ym = col("year") * lit(100) + col("month");
-            ym.between(lit(lo), lit(hi))
-        });
-        let restate = filters
-            .iter()
-            .flat_map(|f| split_conjunction(f))
-            .any(|e| month_equality(e).is_some());
-        if derived.is_none() && !restate {
-            return Cow::Borrowed(filters);
+        match month_range(filters, &self.time_column) {
+            None => Cow::Borrowed(filters),
+            Some((lo, hi)) => {
+                let ym = col("year") * lit(100) + col("month");
+                let mut all = filters.to_vec();
+                all.push(ym.between(lit(lo), lit(hi)));
+                Cow::Owned(all)
+            }
         }
-        let mut all: Vec<Expr> = filters
-            .iter()
-            .flat_map(|f| split_conjunction(f))
-            .map(|e| match month_equality(e) {
-                Some(value) => col(MONTH)
-                    .gt_eq(value.clone())
-                    .and(col(MONTH).lt_eq(value.clone())),
-                None => e.clone(),
-            })
-            .collect();
-        all.extend(derived);
-        Cow::Owned(all)
     }
 }
 
@@ -113,27 +92,6 @@ impl TableProvider for MonthPrunedTable {
             .with_projection(projection)
             .with_limit(args.limit());
         self.inner.scan_with_args(state, args).await
-    }
-}
-
-/// The partition column whose directories are zero-padded (`month=03`).
-const MONTH: &str = "month";
-
-/// The literal of `month = literal` (either way round).
-fn month_equality(expr: &Expr) -> Option<&Expr> {
-    let Expr::BinaryExpr(BinaryExpr {
-        left,
-        op: Operator::Eq,
-        right,
-    }) = expr
-    else {
-        return None;
-    };
-    let is_month = |e: &Expr| matches!(e, Expr::Column(c) if c.name == MONTH);
-    match (left.as_ref(), right.as_ref()) {
-        (l, r @ Expr::Literal(..)) if is_month(l) => Some(r),
-        (l @ Expr::Literal(..), r) if is_month(r) => Some(l),
-        _ => None,
     }
 }
 

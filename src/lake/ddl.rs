@@ -1,22 +1,17 @@
 //! The lake's public contract, rendered as DDL for other engines: users who
 //! outgrow one machine point DuckDB, Athena, Trino or Spark at the same
 //! directory or prefix. Every table is Hive-partitioned by `year` and
-//! `month` (integers); `created_at` is a UTC timestamp in milliseconds.
+//! `month` (integers); `created_at` is a UTC timestamp in milliseconds; ids
+//! are text. The files are declared as they are: no views in between.
 //!
-//! The flat tables store their id as a UUID's 16 bytes (see [`crate::key`]).
-//! DuckDB reads that as a UUID; for the Hive engines the files are declared
-//! as `<table>_stored` with a binary id, and a view `<table>` shows the id as
-//! text, as auditlake itself does. Either way an id that was not a canonical
-//! UUID is shown as the source's own text, kept in `extra`.
+//! The DDL is code a user runs, so every identifier and string literal in
+//! it is quoted and escaped by the engine's own rules (a lake path holding
+//! `'`, `"`, spaces or `;` registers that lake and runs nothing else), and
+//! no credential is ever written into it.
 
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 
-use crate::key::UUID_TYPE;
-use crate::table::{EXTRA, TableSpec};
-
-/// Suffix of the Hive engines' tables over the files, under the views that
-/// show UUID ids as text.
-const STORED_SUFFIX: &str = "_stored";
+use crate::table::{EVENTS_VIEW, TableSpec};
 
 /// Engines `auditlake ddl` writes for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +47,58 @@ impl Location<'_> {
     }
 }
 
+impl Engine {
+    /// A quoted identifier.
+    fn ident(self, name: &str) -> String {
+        match self {
+            // Spark SQL and Athena's Hive DDL quote with backticks.
+            Engine::Spark | Engine::Athena => format!("`{}`", name.replace('`', "``")),
+            Engine::DuckDb | Engine::Trino => format!("\"{}\"", name.replace('"', "\"\"")),
+        }
+    }
+
+    /// A quoted identifier in a view's query (Athena's views are Trino SQL).
+    fn view_ident(self, name: &str) -> String {
+        match self {
+            Engine::Athena => Engine::Trino.ident(name),
+            _ => self.ident(name),
+        }
+    }
+
+    /// A string literal.
+    fn literal(self, text: &str) -> String {
+        match self {
+            // Spark and Hive read backslash escapes in literals (and take
+            // `'a''b'` as two adjacent literals, not one with a quote).
+            Engine::Spark | Engine::Athena => {
+                format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+            Engine::DuckDb | Engine::Trino => format!("'{}'", text.replace('\'', "''")),
+        }
+    }
+
+    /// A string literal in a view's query.
+    fn view_literal(self, text: &str) -> String {
+        match self {
+            Engine::Athena => Engine::Trino.literal(text),
+            _ => self.literal(text),
+        }
+    }
+}
+
+/// Text safe inside a `--` comment: no line breaks or other control characters.
+fn comment_text(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// DDL registering `tables` (and the `events` view over them) in `engine`.
 pub fn render(
     engine: Engine,
@@ -64,9 +111,15 @@ pub fn render(
             location.root
         );
     }
+    if engine == Engine::DuckDb && location.root.contains(['*', '?', '[', '{']) {
+        anyhow::bail!(
+            "{}: DuckDB would read the characters * ? [ {{ in the lake's path as a glob; move the lake to a path without them",
+            location.root
+        );
+    }
     let mut out = format!(
         "-- auditlake lake at {} ({} table{}), for {}.\n",
-        location.root,
+        comment_text(location.root),
         tables.len(),
         if tables.len() == 1 { "" } else { "s" },
         match engine {
@@ -99,8 +152,8 @@ fn preamble(engine: Engine, location: &Location<'_>) -> String {
                     None => (true, endpoint),
                 };
                 secret.push_str(&format!(
-                    ", ENDPOINT '{}', URL_STYLE 'path', USE_SSL {ssl}",
-                    host.trim_end_matches('/')
+                    ", ENDPOINT {}, URL_STYLE 'path', USE_SSL {ssl}",
+                    engine.literal(host.trim_end_matches('/'))
                 ));
             }
             format!(
@@ -116,108 +169,53 @@ fn preamble(engine: Engine, location: &Location<'_>) -> String {
 
 fn table_ddl(engine: Engine, location: &Location<'_>, spec: &TableSpec) -> String {
     let dir = location.table_dir(engine, &spec.name);
-    let uuid_key = uuid_key(spec);
-    if engine == Engine::DuckDb {
-        let replace = uuid_key
-            .map(|key| format!(" REPLACE ({} AS {key})", key_text(engine, key)))
-            .unwrap_or_default();
-        return format!(
-            "CREATE OR REPLACE VIEW {name} AS SELECT *{replace} FROM read_parquet('{dir}*/*/*.parquet', \
+    let name = engine.ident(&spec.name);
+    match engine {
+        Engine::DuckDb => format!(
+            "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({}, \
              hive_partitioning = true, hive_types = {{'year': INTEGER, 'month': INTEGER}});\n",
-            name = spec.name
-        );
-    }
-    let name = match uuid_key {
-        Some(_) => format!("{}{STORED_SUFFIX}", spec.name),
-        None => spec.name.clone(),
-    };
-    let mut ddl = match engine {
-        Engine::DuckDb => unreachable!("handled above"),
+            engine.literal(&format!("{dir}*/*/*.parquet"))
+        ),
         Engine::Athena => format!(
-            "CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{}\n)\nPARTITIONED BY (year int, month int)\n\
-             STORED AS PARQUET\nLOCATION '{dir}';\nMSCK REPAIR TABLE {name};\n",
-            columns(&spec.schema, engine)
+            "CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{}\n)\nPARTITIONED BY (`year` int, `month` int)\n\
+             STORED AS PARQUET\nLOCATION {};\nMSCK REPAIR TABLE {name};\n",
+            columns(&spec.schema, engine),
+            engine.literal(&dir)
         ),
         Engine::Trino => format!(
-            "CREATE TABLE IF NOT EXISTS {name} (\n{},\n  year integer,\n  month integer\n)\n\
-             WITH (format = 'PARQUET', external_location = '{dir}', partitioned_by = ARRAY['year', 'month']);\n\
-             CALL hive.system.sync_partition_metadata('auditlake', '{name}', 'FULL');\n",
-            columns(&spec.schema, engine)
+            "CREATE TABLE IF NOT EXISTS {name} (\n{},\n  \"year\" integer,\n  \"month\" integer\n)\n\
+             WITH (format = 'PARQUET', external_location = {}, partitioned_by = ARRAY['year', 'month']);\n\
+             CALL hive.system.sync_partition_metadata('auditlake', {}, 'FULL');\n",
+            columns(&spec.schema, engine),
+            engine.literal(&dir),
+            engine.literal(&spec.name)
         ),
         Engine::Spark => format!(
-            "CREATE TABLE IF NOT EXISTS {name} (\n{},\n  year INT,\n  month INT\n)\nUSING PARQUET\n\
-             PARTITIONED BY (year, month)\nLOCATION '{dir}';\nMSCK REPAIR TABLE {name};\n",
-            columns(&spec.schema, engine)
+            "CREATE TABLE IF NOT EXISTS {name} (\n{},\n  `year` INT,\n  `month` INT\n)\nUSING PARQUET\n\
+             PARTITIONED BY (`year`, `month`)\nLOCATION {};\nMSCK REPAIR TABLE {name};\n",
+            columns(&spec.schema, engine),
+            engine.literal(&dir)
         ),
-    };
-    if let Some(key) = uuid_key {
-        let columns: Vec<String> = spec
-            .schema
-            .fields()
-            .iter()
-            .map(|f| match f.name() == key {
-                true => format!("{} AS {key}", key_text(engine, key)),
-                false => f.name().clone(),
-            })
-            .collect();
-        ddl.push_str(&format!(
-            "CREATE OR REPLACE VIEW {} AS SELECT {}, year, month FROM {name};\n",
-            spec.name,
-            columns.join(", ")
-        ));
     }
-    ddl
-}
-
-/// The table's UUID key column, if it has one.
-fn uuid_key(spec: &TableSpec) -> Option<&str> {
-    spec.schema
-        .fields()
-        .iter()
-        .find(|f| f.data_type() == &UUID_TYPE)
-        .map(|f| f.name().as_str())
-}
-
-/// SQL showing a stored UUID key as text: the source's own text when it is
-/// kept in `extra` (it was not a canonical UUID), else the UUID's.
-fn key_text(engine: Engine, key: &str) -> String {
-    // 32 hex digits, hyphenated 8-4-4-4-12.
-    let hyphenate = |hex: &str| {
-        format!(
-            "lower(regexp_replace({hex}, '^(.{{8}})(.{{4}})(.{{4}})(.{{4}})(.{{12}})$', '$1-$2-$3-$4-$5'))"
-        )
-    };
-    let (raw, text) = match engine {
-        Engine::DuckDb => (
-            format!("json_extract_string({EXTRA}, '$.{key}')"),
-            format!("CAST({key} AS VARCHAR)"),
-        ),
-        Engine::Athena | Engine::Trino => (
-            format!("json_extract_scalar({EXTRA}, '$.{key}')"),
-            hyphenate(&format!("to_hex({key})")),
-        ),
-        Engine::Spark => (
-            format!("get_json_object({EXTRA}, '$.{key}')"),
-            hyphenate(&format!("hex({key})")),
-        ),
-    };
-    format!("coalesce({raw}, {text})")
 }
 
 fn columns(schema: &Schema, engine: Engine) -> String {
     schema
         .fields()
         .iter()
-        .map(|f| format!("  {} {}", f.name(), type_name(f.data_type(), engine)))
+        .map(|f| {
+            format!(
+                "  {} {}",
+                engine.ident(f.name()),
+                type_name(f.data_type(), engine)
+            )
+        })
         .collect::<Vec<_>>()
         .join(",\n")
 }
 
 fn type_name(data_type: &DataType, engine: Engine) -> &'static str {
     match (data_type, engine) {
-        (DataType::FixedSizeBinary(_), Engine::Athena) => "binary",
-        (DataType::FixedSizeBinary(_), Engine::Trino) => "varbinary",
-        (DataType::FixedSizeBinary(_), _) => "BINARY",
         (DataType::Timestamp(..), Engine::Athena) => "timestamp",
         (DataType::Timestamp(TimeUnit::Millisecond, _), Engine::Trino) => "timestamp(3)",
         (DataType::Timestamp(..), Engine::Trino) => "timestamp(6)",
@@ -240,11 +238,16 @@ fn events_view(engine: Engine, tables: &[TableSpec]) -> String {
                 Engine::Spark => t.events_select.replace("AS VARCHAR)", "AS STRING)"),
                 _ => t.events_select.clone(),
             };
-            format!("SELECT {select}, year, month FROM {}", t.name)
+            format!(
+                "SELECT {} AS source, {select}, year, month FROM {}",
+                engine.view_literal(&t.name),
+                engine.view_ident(&t.name)
+            )
         })
         .collect();
     format!(
-        "CREATE OR REPLACE VIEW events AS\n{};\n",
+        "CREATE OR REPLACE VIEW {} AS\n{};\n",
+        engine.view_ident(EVENTS_VIEW),
         selects.join("\nUNION ALL\n")
     )
 }
@@ -268,7 +271,13 @@ mod tests {
         assert!(ddl.contains(
             "CREATE OR REPLACE SECRET auditlake (TYPE s3, PROVIDER credential_chain, ENDPOINT '127.0.0.1:9000', URL_STYLE 'path', USE_SSL false);"
         ));
-        assert!(ddl.contains("read_parquet('s3://b/lake/heroku/*/*/*.parquet'"));
+        assert!(ddl.contains(
+            "CREATE OR REPLACE VIEW \"heroku\" AS SELECT * FROM read_parquet('s3://b/lake/heroku/*/*/*.parquet', \
+             hive_partitioning = true, hive_types = {'year': INTEGER, 'month': INTEGER});"
+        ));
+        assert!(ddl.contains(
+            "CREATE OR REPLACE VIEW \"events\" AS\nSELECT 'heroku' AS source, id, created_at,"
+        ));
     }
 
     #[test]
@@ -279,28 +288,60 @@ mod tests {
             endpoint: None,
         };
         let spark = render(Engine::Spark, &loc, &specs).unwrap();
-        assert!(spark.contains("CREATE TABLE IF NOT EXISTS terraform_stored (\n  id BINARY,\n  created_at TIMESTAMP,\n  version STRING,"));
         assert!(spark.contains(
-            "CREATE OR REPLACE VIEW terraform AS SELECT coalesce(get_json_object(extra, '$.id'), \
-             lower(regexp_replace(hex(id), '^(.{8})(.{4})(.{4})(.{4})(.{12})$', '$1-$2-$3-$4-$5'))) AS id, created_at, version,"
+            "CREATE TABLE IF NOT EXISTS `terraform` (\n  `id` STRING,\n  `created_at` TIMESTAMP,\n  `version` STRING,"
         ));
-        assert!(spark.contains("MSCK REPAIR TABLE terraform_stored;"));
+        assert!(spark.contains("MSCK REPAIR TABLE `terraform`;"));
         assert!(spark.contains("LOCATION 's3a://b/lake/terraform/'"));
         assert!(spark.contains("CAST(NULL AS STRING) AS ip_address"));
+        assert!(!spark.contains("_stored"), "no tables under views");
         let athena = render(Engine::Athena, &loc, &specs).unwrap();
-        assert!(athena.contains("PARTITIONED BY (year int, month int)"));
-        assert!(athena.contains("  id binary,\n"));
-        assert!(athena.contains(
-            "coalesce(json_extract_scalar(extra, '$.id'), lower(regexp_replace(to_hex(id),"
-        ));
+        assert!(athena.contains("PARTITIONED BY (`year` int, `month` int)"));
+        assert!(athena.contains("  `id` string,\n"));
+        assert!(
+            athena.contains("CREATE OR REPLACE VIEW \"events\" AS\nSELECT 'terraform' AS source")
+        );
         let trino = render(Engine::Trino, &loc, &specs).unwrap();
-        assert!(trino.contains("created_at timestamp(3),"));
-        assert!(trino.contains("  id varbinary,\n"));
-        assert!(trino.contains("sync_partition_metadata('auditlake', 'terraform_stored', 'FULL')"));
+        assert!(trino.contains("  \"created_at\" timestamp(3),"));
+        assert!(trino.contains("  \"id\" varchar,\n"));
+        assert!(trino.contains("sync_partition_metadata('auditlake', 'terraform', 'FULL')"));
         let local = Location {
             root: "/data/lake",
             endpoint: None,
         };
         assert!(render(Engine::Athena, &local, &specs).is_err());
+    }
+
+    #[test]
+    fn paths_are_quoted_by_each_engine_s_rules() {
+        let specs = vec![crate::source::terraform::table_spec()];
+        let loc = Location {
+            root: "/tmp/o'brien \\ \"x\"; DROP\n-- y",
+            endpoint: None,
+        };
+        let duckdb = render(Engine::DuckDb, &loc, &specs).unwrap();
+        assert!(
+            duckdb.starts_with(
+                "-- auditlake lake at /tmp/o'brien \\ \"x\"; DROP\\u{a}-- y (1 table)"
+            )
+        );
+        assert!(
+            duckdb.contains(
+                "read_parquet('/tmp/o''brien \\ \"x\"; DROP\n-- y/terraform/*/*/*.parquet'"
+            )
+        );
+        let spark = render(Engine::Spark, &loc, &specs).unwrap();
+        assert!(spark.contains("LOCATION '/tmp/o\\'brien \\\\ \"x\"; DROP\n-- y/terraform/'"));
+        let trino = render(Engine::Trino, &loc, &specs).unwrap();
+        assert!(
+            trino.contains("external_location = '/tmp/o''brien \\ \"x\"; DROP\n-- y/terraform/'")
+        );
+        assert_eq!(Engine::Spark.ident("a`b"), "`a``b`");
+        assert_eq!(Engine::Trino.ident("a\"b"), "\"a\"\"b\"");
+        let glob = Location {
+            root: "/tmp/lake[1]",
+            endpoint: None,
+        };
+        assert!(render(Engine::DuckDb, &glob, &specs).is_err());
     }
 }

@@ -2,9 +2,16 @@
 //! (DuckDB, Athena, Trino, Spark) rely on:
 //!
 //! ```text
-//! <lake>/<table>/year=YYYY/month=MM/<owner>.parquet   data, one file per owner and month
+//! <lake>/<table>/year=YYYY/month=M/<owner>.parquet    data, one file per owner and month
+//! <lake>/_auditlake/lake.json                          the lake's format version
 //! <lake>/_auditlake/archives/<sha256>.json             one record per converted archive
 //! ```
+//!
+//! Partition values are written as Spark and Hive write integer partition
+//! columns: unpadded (`year=2024/month=3`). Readers that spell a directory
+//! prefix from `month = 3` (DataFusion lists `year=2024/month=3/`) find it;
+//! lakes before format 1 wrote `month=03`, which [`parse_partition_dir`]
+//! still reads so `auditlake upgrade` can move them.
 //!
 //! Names starting with `_` or `.` are ignored by Hive-style readers, which is
 //! why bookkeeping lives under `_auditlake` and files being written are
@@ -31,7 +38,7 @@ pub const META_DIR: &str = "_auditlake";
 /// A partition's data file relative to the lake root, slash-separated.
 pub fn partition_rel(table: &str, key: &PartitionKey) -> String {
     format!(
-        "{table}/year={:04}/month={:02}/{}",
+        "{table}/year={}/month={}/{}",
         key.year,
         key.month,
         owner_file_name(&key.owner)
@@ -58,10 +65,21 @@ pub fn owner_file_name(owner: &str) -> String {
     name
 }
 
-/// Parses `year=YYYY` / `month=MM` directory names.
+/// Parses `year=YYYY` / `month=M` directory names (also the zero-padded
+/// `month=MM` of lakes before format 1).
 pub fn parse_partition_dir(name: &str, column: &str) -> Option<u32> {
     let value = name.strip_prefix(column)?.strip_prefix('=')?;
     value.parse().ok()
+}
+
+/// True for names a table directory may have: lower-case ASCII letters,
+/// digits and `_`, starting with a letter (so a name is also an SQL
+/// identifier that needs no quoting).
+pub fn is_table_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// True for names that readers of the lake must not see.
@@ -91,9 +109,19 @@ mod tests {
         };
         assert_eq!(
             partition_rel("heroku", &key),
-            "heroku/year=2024/month=03/acme.parquet"
+            "heroku/year=2024/month=3/acme.parquet"
+        );
+        let december = PartitionKey {
+            year: 2023,
+            month: 12,
+            owner: "acme".into(),
+        };
+        assert_eq!(
+            partition_rel("heroku", &december),
+            "heroku/year=2023/month=12/acme.parquet"
         );
         assert_eq!(key.month_label(), "2024-03");
+        assert_eq!(parse_partition_dir("month=3", "month"), Some(3));
         assert_eq!(parse_partition_dir("month=03", "month"), Some(3));
         assert_eq!(parse_partition_dir("monthx=03", "month"), None);
     }

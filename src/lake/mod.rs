@@ -8,6 +8,7 @@ pub mod layout;
 pub mod manifest;
 pub mod parquet;
 pub mod status;
+pub mod version;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -248,7 +249,9 @@ impl Lake {
         Ok(Some(LakeLock { _file: file }))
     }
 
-    /// Table names: the visible top-level directories.
+    /// Table names: the top-level directories named as tables are
+    /// (`[a-z][a-z0-9_]*`, see LAKE.md); anything else beside them is not
+    /// the lake's.
     pub async fn tables(&self) -> anyhow::Result<Vec<String>> {
         if self.local.as_ref().is_some_and(|r| !r.is_dir()) {
             return Ok(Vec::new());
@@ -262,7 +265,7 @@ impl Lake {
             .common_prefixes
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
-            .filter(|name| !is_hidden(name))
+            .filter(|name| layout::is_table_name(name))
             .collect();
         tables.sort();
         Ok(tables)
@@ -366,8 +369,15 @@ impl Lake {
         let file = metadata.file_metadata();
         let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
             .with_context(not_parquet)?;
+        let format_version = file.key_value_metadata().and_then(|kv| {
+            kv.iter()
+                .find(|e| e.key == parquet::FORMAT_VERSION_KEY)
+                .and_then(|e| e.value.as_deref()?.parse().ok())
+        });
         Ok(Some(FileFacts {
             rows: file.num_rows() as u64,
+            format_version,
+            created_by: file.created_by().map(str::to_string),
             sorted_by: sorted_by.unwrap_or_default(),
             columns: schema
                 .fields()
@@ -382,6 +392,10 @@ impl Lake {
 #[derive(Clone, Debug)]
 pub struct FileFacts {
     pub rows: u64,
+    /// The lake format version its footer records (None before format 1).
+    pub format_version: Option<u32>,
+    /// The footer's `created_by`: the program that wrote it.
+    pub created_by: Option<String>,
     /// The columns its rows are sorted by (ascending, nulls last), as every
     /// row group declares; empty when unknown.
     pub sorted_by: Vec<String>,
@@ -391,9 +405,8 @@ pub struct FileFacts {
 
 impl FileFacts {
     /// Checks that the file stores `schema`'s columns with their types, so
-    /// rows can be merged into it; a file of an older layout (auditlake 0.1
-    /// stored ids as text, 0.2 timestamps in microseconds) says how to
-    /// rebuild.
+    /// rows can be merged into it; a file of an older format (before 1: ids
+    /// as 16-byte UUIDs, timestamps in microseconds) says how to upgrade.
     pub fn check_layout(&self, schema: &Schema, url: &str) -> anyhow::Result<()> {
         for field in schema.fields() {
             let stored = self.columns.iter().find(|(name, _)| name == field.name());
@@ -402,8 +415,7 @@ impl FileFacts {
             {
                 anyhow::bail!(
                     "{url} stores column {} as {stored}, but this version of auditlake writes {}: \
-                     the file comes from an earlier version; convert the archives again into \
-                     a new lake (auditlake convert --lake NEW_DIR ...) and query that",
+                     the file comes from an earlier version; run `auditlake upgrade` on the lake first",
                     field.name(),
                     field.data_type()
                 );

@@ -1,15 +1,11 @@
 //! How data files are written: settings chosen for fast, selective reads.
 
-use std::sync::Arc;
-
 use datafusion::arrow::datatypes::DataType;
-use datafusion::parquet::arrow::ArrowSchemaConverter;
 use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
-use datafusion::parquet::basic::{Compression, Encoding, LogicalType, ZstdLevel};
-use datafusion::parquet::errors::Result as ParquetResult;
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use datafusion::parquet::schema::types::{ColumnPath, SchemaDescriptor, Type};
+use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::table::TableSpec;
 
@@ -37,53 +33,46 @@ const BLOOM_NDV: u64 = 10_000;
 /// parsing on the other core.
 const ZSTD_LEVEL: i32 = 3;
 
-/// zstd level of delta-encoded timestamps. zstd's optimal parser (level 15)
-/// finds what the faster levels miss in bit-packed deltas: `created_at` of a
-/// 200k-event month shrinks by ~10% (the file by 1%), and at ~600 KB a month
-/// it costs little. The same level on every dictionary column saved only
-/// 0.1% more of the file and slowed the 6 × 200k conversion by a quarter.
+/// zstd level of timestamps. They are stored PLAIN (8 bytes a value): the
+/// smaller DELTA_BINARY_PACKED encoding is misread by fastparquet when the
+/// values jump back between sort groups (pandas returned 1689 for 2024), and
+/// the lake must read right in every common reader. zstd's optimal parser
+/// (level 15) finds most of what the deltas saved in the runs of equal high
+/// bytes; at ~1.6 MB a month it costs little time.
 const TIME_ZSTD_LEVEL: i32 = 15;
 
-/// zstd level of text columns without a dictionary (JSON, ids of mapped
-/// tables): on a 200k-event month `data` shrinks by 8% from level 3, for
-/// about 4% more convert CPU (6 × 200k benchmark). There are ~7 MB of it a
-/// month: level 15 would save another 13% but take 0.7 s more per month,
-/// a third of the whole conversion.
+/// zstd level of text columns without a dictionary (JSON, event ids): on a
+/// 200k-event month `data` shrinks by 8% from level 3, for about 4% more
+/// convert CPU. Level 15 would save another 13% of `data` but take 0.7 s
+/// more per month, a third of the whole conversion.
 const TEXT_ZSTD_LEVEL: i32 = 9;
 
-/// How a table's data files are written: [`writer_properties`] and the
-/// Parquet schema, which marks 16-byte keys with the UUID logical type (arrow
-/// has no UUID type of its own without an extension, so the default
-/// conversion would leave them anonymous binary).
-pub fn writer_options(spec: &TableSpec) -> ParquetResult<ArrowWriterOptions> {
-    let descriptor = ArrowSchemaConverter::new().convert(&spec.schema)?;
-    let root = descriptor.root_schema();
-    let mut fields = Vec::with_capacity(root.get_fields().len());
-    for (field, parquet) in spec.schema.fields().iter().zip(root.get_fields()) {
-        fields.push(if field.data_type() == &crate::key::UUID_TYPE {
-            let info = parquet.get_basic_info();
-            Arc::new(
-                Type::primitive_type_builder(info.name(), parquet.get_physical_type())
-                    .with_repetition(info.repetition())
-                    .with_length(16)
-                    .with_logical_type(Some(LogicalType::Uuid))
-                    .build()?,
-            )
-        } else {
-            parquet.clone()
-        });
-    }
-    let root = Type::group_type_builder(root.name())
-        .with_fields(fields)
-        .build()?;
-    Ok(ArrowWriterOptions::new()
-        .with_properties(writer_properties(spec))
-        .with_parquet_schema(SchemaDescriptor::new(Arc::new(root))))
+/// Version of the lake format this build writes (see LAKE.md), recorded in
+/// every data file's footer under [`FORMAT_VERSION_KEY`] and in
+/// `_auditlake/lake.json`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Footer key/value entry naming the lake format version of a data file.
+pub const FORMAT_VERSION_KEY: &str = "auditlake.format_version";
+
+/// Footer key/value entry naming the table a data file belongs to.
+pub const TABLE_KEY: &str = "auditlake.table";
+
+/// The writer, as recorded in every footer's `created_by`, in the
+/// `<application> version <version>` form readers parse.
+pub fn created_by() -> String {
+    format!("auditlake version {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// How a table's data files are written: [`writer_properties`], with the
+/// Arrow schema embedded in the footer as usual.
+pub fn writer_options(spec: &TableSpec) -> ArrowWriterOptions {
+    ArrowWriterOptions::new().with_properties(writer_properties(spec))
 }
 
 /// Parquet writer settings for a table's data files: zstd, dictionary pages
-/// for low-cardinality columns only, delta encodings for timestamps,
-/// page-level statistics (column and offset indexes) where pages can be
+/// for low-cardinality columns only, PLAIN for everything else (the
+/// encodings every common reader decodes), page-level statistics (column and offset indexes) where pages can be
 /// skipped by them, bloom filters on equality-filtered columns, and the sort
 /// order recorded in the footer.
 pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
@@ -108,53 +97,35 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(false)
         .set_sorting_columns(Some(sorting))
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "auditlake.table".to_string(),
-            spec.name.to_string(),
-        )]))
-        .set_created_by(format!("auditlake {}", env!("CARGO_PKG_VERSION")));
-    // Columns without a dictionary. Text (JSON, ids of mapped tables) is
-    // plain: at zstd 9 the length before each value helps matching more than
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(TABLE_KEY.to_string(), spec.name.to_string()),
+            KeyValue::new(FORMAT_VERSION_KEY.to_string(), FORMAT_VERSION.to_string()),
+        ]))
+        .set_created_by(created_by());
+    // Columns without a dictionary are PLAIN. For text (JSON, event ids) at
+    // zstd 9 the length stored before each value helps matching more than
     // lengths kept apart (DELTA_LENGTH_BYTE_ARRAY): `data` of a 200k-event
-    // month 1.09 -> 1.01 MB. Its page statistics and the UUID key's are
-    // chunk-level only: no query prunes pages by JSON text or random keys
-    // (filters on `id` run on its text), and the page index shrinks by 18 KB
-    // a month. The UUID key is stored uncompressed: random bytes do not
-    // compress, and zstd would only cost time on write and read. Timestamps
-    // ordered within each sort group shrink as deltas.
+    // month 1.09 -> 1.01 MB. JSON text and the key keep chunk-level
+    // statistics only: no query prunes pages by JSON text or by a random id,
+    // and the page index would cost ~18 KB a month.
     for field in spec.schema.fields() {
         if spec.dictionary_columns.contains(&field.name().as_str()) {
             continue;
         }
         let path = ColumnPath::from(field.name().as_str());
-        match field.data_type() {
-            DataType::Utf8 => {
-                builder = builder
-                    .set_column_encoding(path.clone(), Encoding::PLAIN)
-                    .set_column_statistics_enabled(path.clone(), EnabledStatistics::Chunk)
-                    .set_column_compression(
-                        path,
-                        Compression::ZSTD(
-                            ZstdLevel::try_new(TEXT_ZSTD_LEVEL).expect("valid level"),
-                        ),
-                    );
-            }
-            t if t == &crate::key::UUID_TYPE => {
-                builder = builder
-                    .set_column_statistics_enabled(path.clone(), EnabledStatistics::Chunk)
-                    .set_column_compression(path, Compression::UNCOMPRESSED);
-            }
-            DataType::Timestamp(..) => {
-                builder = builder
-                    .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
-                    .set_column_compression(
-                        path,
-                        Compression::ZSTD(
-                            ZstdLevel::try_new(TIME_ZSTD_LEVEL).expect("valid level"),
-                        ),
-                    );
-            }
-            _ => {}
+        let level = match field.data_type() {
+            DataType::Timestamp(..) => TIME_ZSTD_LEVEL,
+            DataType::Utf8 => TEXT_ZSTD_LEVEL,
+            _ => continue,
+        };
+        builder = builder
+            .set_column_encoding(path.clone(), Encoding::PLAIN)
+            .set_column_compression(
+                path.clone(),
+                Compression::ZSTD(ZstdLevel::try_new(level).expect("valid level")),
+            );
+        if field.data_type() == &DataType::Utf8 {
+            builder = builder.set_column_statistics_enabled(path, EnabledStatistics::Chunk);
         }
     }
     for column in spec.dictionary_columns {

@@ -5,10 +5,16 @@ use serde::Serialize;
 
 use super::Lake;
 use super::manifest::ArchiveRecord;
+use super::version::LakeFormat;
 
 #[derive(Debug, Serialize)]
 pub struct LakeStatus {
     pub lake: String,
+    /// The lake format version (`1`; `0.3` and the like for a lake written
+    /// before format 1, which `auditlake upgrade` rewrites).
+    pub format_version: String,
+    /// Whether this build must upgrade the lake before it writes or reads it.
+    pub needs_upgrade: bool,
     pub tables: Vec<TableStatus>,
     pub archives: Vec<ArchiveRecord>,
 }
@@ -64,8 +70,11 @@ impl Lake {
             }
             tables.push(table);
         }
+        let format = self.format().await?;
         Ok(LakeStatus {
             lake: self.location().to_string(),
+            format_version: format.label(),
+            needs_upgrade: matches!(format, LakeFormat::Legacy(_)),
             tables,
             archives: self.manifest().list().await?,
         })

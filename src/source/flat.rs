@@ -16,17 +16,16 @@ use super::entry::{
     EntryError, ExtraObject, SecondsFormat, describe_json, parse_timestamp_rendered,
 };
 use super::scan::{Entry, Member, Value};
-use crate::key;
 use crate::table::{TimeBuilder, time_builder, time_data_type};
-use datafusion::arrow::array::{ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 /// What a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// The entry's key: a required, non-empty string, stored as a UUID's
-    /// 16 bytes (see [`crate::key`]); a key that is not a canonical UUID is
-    /// also kept verbatim in `extra`.
+    /// The entry's key: a required, non-empty string, stored as the
+    /// source's own text (lake format 1: every reader filters and joins on
+    /// the id a user copied from the platform).
     Key,
     /// The entry's time: a required RFC 3339 string, stored as UTC milliseconds
     /// ([`crate::table::TimeType`]).
@@ -91,7 +90,7 @@ impl Layout {
             .columns
             .iter()
             .map(|c| match c.kind {
-                Kind::Key => Field::new(c.name, key::UUID_TYPE, false),
+                Kind::Key => Field::new(c.name, DataType::Utf8, false),
                 Kind::Time => Field::new(c.name, time_data_type(), false),
                 Kind::Text | Kind::Json => Field::new(c.name, DataType::Utf8, true),
             })
@@ -109,7 +108,6 @@ impl Layout {
 }
 
 enum ColumnBuilder {
-    Key(FixedSizeBinaryBuilder),
     Text(StringBuilder),
     Time(TimeBuilder),
 }
@@ -141,7 +139,7 @@ impl FlatBatchBuilder {
             .iter()
             .map(|c| match c.kind {
                 Kind::Time => ColumnBuilder::Time(time_builder(rows)),
-                Kind::Key => ColumnBuilder::Key(FixedSizeBinaryBuilder::with_capacity(rows, 16)),
+                Kind::Key => ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 36)),
                 _ => ColumnBuilder::Text(StringBuilder::with_capacity(rows, rows * 16)),
             })
             .collect();
@@ -208,11 +206,7 @@ impl FlatBatchBuilder {
             }
         }
         let key_name = columns[self.key_column].member;
-        let (id, canonical) = key::encode(required_string(key_member, key_name)?);
-        if !canonical {
-            let raw = key_member.expect("checked by required_string");
-            self.extra.push(key_name, &raw.compact());
-        }
+        values[self.key_column] = Some(Cow::Borrowed(required_string(key_member, key_name)?));
         let time_name = columns[self.time_column].member;
         let time_text = required_string(time_member, time_name)?;
         let ts = parse_timestamp_rendered(time_text, time_name, self.layout.time_rendering)?;
@@ -224,7 +218,6 @@ impl FlatBatchBuilder {
         for (i, builder) in self.builders.iter_mut().enumerate() {
             match builder {
                 ColumnBuilder::Time(b) => b.append_value(ts.millis),
-                ColumnBuilder::Key(b) => b.append_value(id).expect("16 bytes"),
                 ColumnBuilder::Text(b) => b.append_option(values[i].as_deref()),
             }
         }
@@ -301,7 +294,6 @@ impl FlatBatchBuilder {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 1);
         for builder in &mut self.builders {
             columns.push(match builder {
-                ColumnBuilder::Key(b) => Arc::new(b.finish()),
                 ColumnBuilder::Text(b) => Arc::new(b.finish()),
                 ColumnBuilder::Time(b) => Arc::new(b.finish()),
             });

@@ -47,9 +47,8 @@ pub fn table_spec(table: &str) -> TableSpec {
         dictionary_columns: &["type", "action", "actor", "actor_id", "role", "account"],
         bloom_filter_columns: &["actor", "target"],
         scattered_columns: &[],
-        events_select: format!(
-            "'{table}' AS source, id, created_at, type, action, actor, actor_id, target, ip_address, data"
-        ),
+        events_select: "id, created_at, type, action, actor, actor_id, target, ip_address, data"
+            .into(),
     }
 }
 

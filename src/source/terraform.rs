@@ -82,7 +82,7 @@ pub fn table_spec() -> TableSpec {
         scattered_columns: &[],
         // `type` is almost always "Resource": the resource's type and action
         // are what the unified view calls type and action.
-        events_select: "'terraform' AS source, id, created_at, resource_type AS type, \
+        events_select: "id, created_at, resource_type AS type, \
             resource_action AS action, auth_description AS actor, auth_accessor_id AS actor_id, \
             resource_id AS target, CAST(NULL AS VARCHAR) AS ip_address, resource_meta AS data"
             .into(),
@@ -139,7 +139,7 @@ mod tests {
         let extra = batch.column_by_name("extra").unwrap().as_string::<i32>();
         assert_eq!(
             extra.value(0),
-            r#"{"resource":{"id":"r","extra":1},"id":"x","timestamp":"2020-06-30T17:52:46Z"}"#
+            r#"{"resource":{"id":"r","extra":1},"timestamp":"2020-06-30T17:52:46Z"}"#
         );
     }
 }

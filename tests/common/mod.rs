@@ -4,9 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-
-use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -82,10 +79,8 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
-        // The lake stores UUID ids as 16 bytes; show them as their text, as
-        // the engine and DuckDB do.
-        let columns: Vec<_> = batch.columns().iter().map(uuid_as_text).collect();
-        let formatters: Vec<_> = columns
+        let formatters: Vec<_> = batch
+            .columns()
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
             .collect();
@@ -94,16 +89,6 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
         }
     }
     rows
-}
-
-fn uuid_as_text(column: &ArrayRef) -> ArrayRef {
-    let Some(uuids) = column.as_fixed_size_binary_opt() else {
-        return column.clone();
-    };
-    let mut buf = [0u8; 36];
-    Arc::new(StringArray::from_iter(uuids.iter().map(|v| {
-        v.map(|b| auditlake::key::format(b.try_into().unwrap(), &mut buf).to_string())
-    })))
 }
 
 /// Every file under `dir`, relative, sorted.
