@@ -28,6 +28,8 @@ enum Legacy {
     V03,
     /// 0.2: UUID ids and microsecond times.
     V02,
+    /// 0.1: text ids and microsecond times.
+    V01,
 }
 
 /// 0.3's stored id: the UUID's bytes, or a version-8 UUID from the text's
@@ -93,10 +95,13 @@ fn make_legacy(lake: &Path, rel: &str, legacy: Legacy) -> PathBuf {
         }
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        fields[0] = Field::new("id", DataType::FixedSizeBinary(16), false);
-        columns[0] = Arc::new(FixedSizeBinaryArray::try_from_iter(id_bytes.into_iter()).unwrap());
-        columns[extra_index] = Arc::new(StringArray::from(new_extra));
-        if let Legacy::V02 = legacy {
+        if !matches!(legacy, Legacy::V01) {
+            fields[0] = Field::new("id", DataType::FixedSizeBinary(16), false);
+            columns[0] =
+                Arc::new(FixedSizeBinaryArray::try_from_iter(id_bytes.into_iter()).unwrap());
+            columns[extra_index] = Arc::new(StringArray::from(new_extra));
+        }
+        if matches!(legacy, Legacy::V02 | Legacy::V01) {
             let micros = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
             fields[1] = Field::new("created_at", micros.clone(), false);
             columns[1] = cast(&columns[1], &micros).unwrap();
@@ -109,6 +114,7 @@ fn make_legacy(lake: &Path, rel: &str, legacy: Legacy) -> PathBuf {
         .set_created_by(match legacy {
             Legacy::V03 => "auditlake 0.3.0".into(),
             Legacy::V02 => "auditlake 0.2.0".into(),
+            Legacy::V01 => "auditlake 0.1.0".into(),
         })
         .build();
     let mut w = ArrowWriter::try_new(
@@ -205,7 +211,7 @@ fn a_lake_of_0_3_upgrades_to_what_a_fresh_conversion_writes() {
     ]);
     assert_eq!(convert.status.code(), Some(1));
     assert!(
-        stderr(&convert).contains("is in format 0.3 (written by auditlake 0.3.0)")
+        stderr(&convert).contains("is in format 0.3, and this auditlake reads and writes format 1")
             && stderr(&convert).contains(&format!("run `auditlake upgrade --lake {lake_s}` first")),
         "{}",
         stderr(&convert)
@@ -273,16 +279,25 @@ fn an_interrupted_upgrade_of_0_2_finishes_on_the_next_run() {
     let expected = fresh_lake(dir.path(), "fresh");
     let lake = legacy_lake(dir.path(), "old", Legacy::V02);
     let lake_s = lake.to_str().unwrap();
-    // As a kill would leave it: March already rewritten at its new path but
-    // its old file not yet removed; February done; no lake.json yet.
+    // As a kill would leave it: lake.json saying an upgrade from 0.2 runs,
+    // January done (the first file a reader meets), March rewritten at its
+    // new path but its old file not yet removed.
+    std::fs::write(
+        lake.join("_auditlake/lake.json"),
+        r#"{"format_version": 1, "written_by": "auditlake version 1.0.0", "upgrading_from": "0.2"}"#,
+    )
+    .unwrap();
+    let january = "heroku/year=2024/month=1/acme.parquet";
     let march = "heroku/year=2024/month=3/acme.parquet";
-    let february = "heroku/year=2024/month=2/acme.parquet";
-    for rel in [march, february] {
+    for rel in [january, march] {
         std::fs::create_dir_all(lake.join(rel).parent().unwrap()).unwrap();
         std::fs::copy(expected.join(rel), lake.join(rel)).unwrap();
     }
-    std::fs::remove_file(lake.join("heroku/year=2024/month=02/acme.parquet")).unwrap();
-    std::fs::remove_dir(lake.join("heroku/year=2024/month=02")).unwrap();
+    std::fs::remove_file(lake.join("heroku/year=2024/month=01/acme.parquet")).unwrap();
+    std::fs::remove_dir(lake.join("heroku/year=2024/month=01")).unwrap();
+    let q = query(&lake, &["SELECT count(*) FROM heroku"]);
+    assert_eq!(q.status.code(), Some(1), "a half-upgraded lake is not read");
+    assert!(stderr(&q).contains("is in format 0.2"), "{}", stderr(&q));
     let status = auditlake(&["status", "--lake", lake_s]);
     assert!(
         stdout(&status).contains("run `auditlake upgrade"),
@@ -332,4 +347,20 @@ fn a_lake_of_a_newer_format_is_refused() {
         assert_eq!(stderr(&out).lines().count(), 1);
     }
     assert_eq!(files_under(&lake), before, "nothing written");
+}
+
+#[test]
+fn a_lake_of_0_1_upgrades_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = fresh_lake(dir.path(), "fresh");
+    let lake = legacy_lake(dir.path(), "old", Legacy::V01);
+    let out = auditlake(&["upgrade", "--lake", lake.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("total: 6 files upgraded from format 0.1 to 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(data_files(&lake), data_files(&expected));
+    assert_eq!(everything(&lake), everything(&expected));
 }

@@ -275,6 +275,9 @@ pub async fn convert(
         }
     }
     let (outcomes, rows_written) = scheduler.finish().await?;
+    if rows_written > 0 {
+        lake.record_format().await?;
+    }
 
     let count = |s| {
         outcomes

@@ -85,7 +85,9 @@ pub async fn upgrade(
     match format {
         LakeFormat::Current => return Ok(summary),
         LakeFormat::Newer(_) => return Err(lake.format_error(&format)),
-        LakeFormat::Empty | LakeFormat::Legacy(_) => {}
+        LakeFormat::Empty => {}
+        // Until every file is rewritten, lake.json says an upgrade runs.
+        LakeFormat::Legacy(ref from) => lake.write_info(Some(from)).await?,
     }
     let scratch = tempfile::Builder::new()
         .prefix("auditlake-upgrade-")
@@ -142,7 +144,7 @@ pub async fn upgrade(
             });
         }
     }
-    lake.write_info().await?;
+    lake.write_info(None).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

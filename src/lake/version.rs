@@ -21,6 +21,10 @@ pub struct LakeInfo {
     pub format_version: u32,
     /// The build that created the lake or last changed its format.
     pub written_by: String,
+    /// While `auditlake upgrade` runs (or after it was interrupted): the
+    /// format it upgrades from; some files may still be in that format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrading_from: Option<String>,
 }
 
 /// The format a lake is in.
@@ -32,8 +36,8 @@ pub enum LakeFormat {
     Current,
     /// A format newer than this build knows.
     Newer(u32),
-    /// Written before format 1 (no `lake.json`): the version of auditlake
-    /// that wrote one of its files, as its footer says (e.g. `0.3.0`).
+    /// Written before format 1, or an upgrade from it still to finish: the
+    /// format, named by the version of auditlake that wrote it (`0.3`).
     Legacy(String),
 }
 
@@ -43,13 +47,13 @@ impl LakeFormat {
         match self {
             LakeFormat::Empty | LakeFormat::Current => FORMAT_VERSION.to_string(),
             LakeFormat::Newer(v) => v.to_string(),
-            LakeFormat::Legacy(version) => legacy_format(version),
+            LakeFormat::Legacy(label) => label.clone(),
         }
     }
 }
 
-/// The format label of a lake written by auditlake `version` before format
-/// 1: its major.minor (`0.3.0` → `0.3`).
+/// The format of a file written before format 1 by auditlake `version`:
+/// its major.minor (`0.3.0` → `0.3`).
 fn legacy_format(version: &str) -> String {
     let mut parts = version.split('.');
     match (parts.next(), parts.next()) {
@@ -81,11 +85,13 @@ impl Lake {
         Ok(Some(info))
     }
 
-    /// Records that the lake is in this build's format.
-    pub async fn write_info(&self) -> anyhow::Result<()> {
+    /// Records that the lake is in this build's format, or (with
+    /// `upgrading_from`) that an upgrade to it has begun.
+    pub async fn write_info(&self, upgrading_from: Option<&str>) -> anyhow::Result<()> {
         let info = LakeInfo {
             format_version: FORMAT_VERSION,
             written_by: created_by(),
+            upgrading_from: upgrading_from.map(str::to_string),
         };
         let path = self.info_path();
         let json = serde_json::to_vec_pretty(&info)?;
@@ -96,37 +102,53 @@ impl Lake {
         Ok(())
     }
 
-    /// Which format the lake is in: from `lake.json`, else (no such file)
-    /// empty or legacy, from the first data file's footer.
+    /// Which format the lake is in: from `lake.json`; without one (a lake
+    /// before format 1, or a first conversion that had not finished), from
+    /// the first data file's footer; without data, empty.
     pub async fn format(&self) -> anyhow::Result<LakeFormat> {
         if let Some(info) = self.info().await? {
-            return Ok(match info.format_version {
-                v if v == FORMAT_VERSION => LakeFormat::Current,
-                v if v > FORMAT_VERSION => LakeFormat::Newer(v),
-                v => LakeFormat::Legacy(format!("{v}")),
+            return Ok(match (info.format_version, info.upgrading_from) {
+                (_, Some(from)) => LakeFormat::Legacy(from),
+                (v, None) if v == FORMAT_VERSION => LakeFormat::Current,
+                (v, None) if v > FORMAT_VERSION => LakeFormat::Newer(v),
+                (v, None) => LakeFormat::Legacy(v.to_string()),
             });
         }
         for table in self.tables().await? {
             if let Some(file) = self.data_files(&table).await?.first() {
                 let facts = self.file_facts(&file.location).await?;
-                let writer = facts
-                    .and_then(|f| f.created_by)
-                    .and_then(|c| written_by_version(&c))
-                    .unwrap_or_else(|| "0".to_string());
-                return Ok(LakeFormat::Legacy(writer));
+                return Ok(match facts.as_ref().and_then(|f| f.format_version) {
+                    Some(v) if v == FORMAT_VERSION => LakeFormat::Current,
+                    Some(v) if v > FORMAT_VERSION => LakeFormat::Newer(v),
+                    _ => LakeFormat::Legacy(
+                        facts
+                            .and_then(|f| f.created_by)
+                            .and_then(|c| written_by_version(&c))
+                            .map_or_else(|| "0".to_string(), |v| legacy_format(&v)),
+                    ),
+                });
             }
         }
         Ok(LakeFormat::Empty)
     }
 
-    /// Fails, saying what to do, unless this build may write into the lake;
-    /// records the format in a new lake.
+    /// Fails, saying what to do, unless this build may write into the lake.
+    /// (A conversion records the format once it has written data: see
+    /// [`Lake::record_format`].)
     pub async fn ensure_writable(&self) -> anyhow::Result<()> {
         match self.format().await? {
-            LakeFormat::Current => Ok(()),
-            LakeFormat::Empty => self.write_info().await,
+            LakeFormat::Current | LakeFormat::Empty => Ok(()),
             other => Err(self.format_error(&other)),
         }
+    }
+
+    /// Writes `lake.json` if the lake has none yet (after a first
+    /// conversion: a run that wrote nothing leaves nothing behind).
+    pub async fn record_format(&self) -> anyhow::Result<()> {
+        if self.info().await?.is_none() {
+            self.write_info(None).await?;
+        }
+        Ok(())
     }
 
     /// Fails, saying what to do, unless this build reads the lake correctly.
@@ -147,13 +169,9 @@ impl Lake {
                 env!("CARGO_PKG_VERSION")
             ),
             other => anyhow::anyhow!(
-                "the lake at {lake} is in format {} (written by auditlake {}), and this auditlake reads and writes format {FORMAT_VERSION}: \
+                "the lake at {lake} is in format {}, and this auditlake reads and writes format {FORMAT_VERSION}: \
                  run `auditlake upgrade --lake {lake}` first",
                 other.label(),
-                match other {
-                    LakeFormat::Legacy(v) => v.as_str(),
-                    _ => "?",
-                }
             ),
         }
     }
@@ -182,8 +200,8 @@ mod tests {
             Some("1.0.0")
         );
         assert_eq!(written_by_version("parquet-rs version 59.0.0"), None);
-        assert_eq!(LakeFormat::Legacy("0.3.0".into()).label(), "0.3");
-        assert_eq!(LakeFormat::Legacy("0".into()).label(), "0");
+        assert_eq!(legacy_format("0.3.0"), "0.3");
+        assert_eq!(legacy_format("0"), "0");
         assert_eq!(LakeFormat::Current.label(), "1");
     }
 }
