@@ -1057,3 +1057,65 @@ fn the_lake_defaults_to_env_then_dot_lake() {
     assert!(out.status.success());
     assert_eq!(data_files(&env_lake), [JAN]);
 }
+
+/// A killed run cannot remove its scratch directory (staged rows, spills);
+/// the next run does, and leaves a live run's alone.
+#[test]
+fn the_next_run_removes_a_killed_run_s_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir(&temp).unwrap();
+    let archives = dir.path().join("archives");
+    auditlake::synthetic::generate(
+        &auditlake::synthetic::Spec {
+            months: vec![(2024, 1), (2024, 2)],
+            per_month: 100_000,
+            seed: 3,
+            account: "acme".into(),
+        },
+        &archives,
+    )
+    .unwrap();
+    let scratch_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&temp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(["convert", "--quiet", "--temp-dir", temp.to_str().unwrap(), "--lake"])
+        .arg(dir.path().join("lake"))
+        .arg(&archives)
+        .spawn()
+        .unwrap();
+    // Kill it once it has staged something.
+    let started = std::time::Instant::now();
+    loop {
+        let staged = scratch_dirs()
+            .iter()
+            .any(|d| std::fs::read_dir(d).is_ok_and(|e| e.count() > 1));
+        if staged {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it staged");
+        assert!(started.elapsed().as_secs() < 60);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = scratch_dirs();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].join(".lock").exists());
+
+    let out = auditlake(&[
+        "convert",
+        "--quiet",
+        "--temp-dir",
+        temp.to_str().unwrap(),
+        "--lake",
+        dir.path().join("other").to_str().unwrap(),
+        testdata("heroku").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(scratch_dirs(), Vec::<std::path::PathBuf>::new());
+}

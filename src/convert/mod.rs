@@ -21,6 +21,7 @@
 pub mod discover;
 pub mod merge;
 mod schedule;
+pub mod scratch;
 pub mod stage;
 pub mod upgrade;
 
@@ -45,6 +46,7 @@ use crate::lake::{Lake, PartitionKey, commit::remove_stale_temp_files};
 use crate::source::{self, ByteCounter, Format};
 use crate::table::TableSpec;
 use schedule::Scheduler;
+use scratch::Scratch;
 use stage::{StagedPart, Stager};
 
 /// Default memory limit of the merge engine. 256 MiB was measured too small
@@ -197,15 +199,7 @@ pub async fn convert(
     }
 
     let temp_root = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let scratch = tempfile::Builder::new()
-        .prefix("auditlake-")
-        .tempdir_in(&temp_root)
-        .with_context(|| {
-            format!(
-                "cannot create a temporary directory in {}",
-                temp_root.display()
-            )
-        })?;
+    let scratch = Scratch::create(&temp_root)?;
     let ctx = merge_session(options.memory_limit, scratch.path())?;
     lake.register_store(&ctx);
 

@@ -89,15 +89,7 @@ pub async fn upgrade(
         // Until every file is rewritten, lake.json says an upgrade runs.
         LakeFormat::Legacy(ref from) => lake.write_info(Some(from)).await?,
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("auditlake-upgrade-")
-        .tempdir_in(temp_root)
-        .with_context(|| {
-            format!(
-                "cannot create a temporary directory in {}",
-                temp_root.display()
-            )
-        })?;
+    let scratch = super::scratch::Scratch::create(temp_root)?;
     let ctx = super::merge_session(memory_limit, scratch.path())?;
     lake.register_store(&ctx);
     for table in lake.tables().await? {
