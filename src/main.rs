@@ -13,10 +13,34 @@ use auditlake::shell::Shell;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Stack of the thread that parses and plans statements, and of the
+/// runtime's workers that evaluate them. Deep statements recurse; the
+/// memory is reserved, and only touched as deep as a statement goes.
+const STACK_BYTES: usize = 256 << 20;
+
 fn main() -> ExitCode {
+    // On a thread of its own, whose stack size the binary chooses (the main
+    // thread's is the system's, 8 MiB).
+    match std::thread::Builder::new()
+        .name("auditlake".into())
+        .stack_size(STACK_BYTES)
+        .spawn(run)
+        .map(|t| t.join())
+    {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("auditlake: error: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(STACK_BYTES)
         .enable_all()
         .build()
     {

@@ -1083,7 +1083,13 @@ fn the_next_run_removes_a_killed_run_s_scratch() {
             .collect()
     };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditlake"))
-        .args(["convert", "--quiet", "--temp-dir", temp.to_str().unwrap(), "--lake"])
+        .args([
+            "convert",
+            "--quiet",
+            "--temp-dir",
+            temp.to_str().unwrap(),
+            "--lake",
+        ])
         .arg(dir.path().join("lake"))
         .arg(&archives)
         .spawn()
@@ -1097,7 +1103,10 @@ fn the_next_run_removes_a_killed_run_s_scratch() {
         if staged {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it staged");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it staged"
+        );
         assert!(started.elapsed().as_secs() < 60);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -540,3 +540,70 @@ fn year_and_month_equalities_find_their_partition() {
         assert_eq!(out, format!("n\n{expected}\n"), "{sql}");
     }
 }
+
+/// Long machine-written SQL: each of these shapes once aborted the process
+/// with a stack overflow (exit 134). Each now gets one line saying it nests
+/// too deep and how to write it instead; shorter chains plan; a shell
+/// session goes on.
+#[test]
+fn long_sql_plans_or_is_refused_in_one_line() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let chain = |n: usize, term: &dyn Fn(usize) -> String, op: &str| {
+        (0..n).map(term).collect::<Vec<_>>().join(op)
+    };
+    let ors = |n| chain(n, &|i| format!("type = 't{i}'"), " OR ");
+    let unions = |n| chain(n, &|i| format!("SELECT {i} AS x"), " UNION ALL ");
+    let pluses = |n| chain(n, &|_| "1".to_string(), " + ");
+    let ands = |n| chain(n, &|_| "app_name IS NOT NULL".to_string(), " AND ");
+    let run = |sql: String| {
+        let file = dir.path().join("long.sql");
+        std::fs::write(&file, sql).unwrap();
+        query(&lake, &["--format", "csv", "-f", file.to_str().unwrap()])
+    };
+    for sql in [
+        format!("SELECT count(*) FROM heroku WHERE {}", ors(5_000)),
+        format!("SELECT count(*) FROM ({})", unions(2_000)),
+        format!("SELECT {}", pluses(10_000)),
+        format!("SELECT count(*) FROM heroku WHERE {}", ands(50_000)),
+    ] {
+        let out = run(sql);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("levels deep")
+                && err.contains("the limit is 1000")
+                && err.contains("IN (...)"),
+            "{err}"
+        );
+    }
+    // Below the limit: no event has such a type; 500 rows; the sum.
+    let plans = [
+        (
+            format!("SELECT count(*) AS n FROM heroku WHERE {}", ors(400)),
+            "n\n0\n",
+        ),
+        (
+            format!("SELECT count(*) AS n FROM ({})", unions(500)),
+            "n\n500\n",
+        ),
+        (format!("SELECT {} AS n", pluses(300)), "n\n300\n"),
+    ];
+    for (sql, expected) in plans {
+        assert_eq!(ok(run(sql)), expected);
+    }
+
+    // The shell says so and answers the next statement.
+    let script = format!(
+        ".format csv\nSELECT count(*) FROM heroku WHERE {};\nSELECT 42 AS answer;\n",
+        ands(50_000)
+    );
+    let out = auditlake_with_stdin(&["shell", "--lake", lake.to_str().unwrap()], &script);
+    assert_eq!(stdout(&out), "answer\n42\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the limit is 1000"),
+        "{}",
+        stderr(&out)
+    );
+}

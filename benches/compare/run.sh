@@ -25,13 +25,14 @@ fi
 PY="$WORK/venv/bin/python"
 # PROFILE=fast measures the no-LTO build (quick to rebuild while experimenting).
 PROFILE=${PROFILE:-release}
-cargo build --quiet --profile "$PROFILE" --bin auditlake
+# One build of both: built apart, the binary and the example resolve the
+# dependencies' features differently and DataFusion is compiled twice.
+cargo build --quiet --profile "$PROFILE" --bin auditlake --example gen_archives
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/$PROFILE/auditlake
 
 ARCHIVES="$WORK/archives-$MONTHS-$PER_MONTH"
 if [ ! -d "$ARCHIVES" ]; then
-  cargo build --quiet --profile "$PROFILE" --example gen_archives
   "$TARGET/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
 fi
 N_MONTHS=$(ls "$ARCHIVES"/*.json.gz | wc -l)

@@ -52,7 +52,9 @@ impl Scratch {
             .tempdir_in(root)
             .with_context(cannot)?;
         let mut lock = File::create(dir.path().join(LOCK)).with_context(cannot)?;
-        lock.try_lock().map_err(std::io::Error::from).with_context(cannot)?;
+        lock.try_lock()
+            .map_err(std::io::Error::from)
+            .with_context(cannot)?;
         let _ = writeln!(lock, "{}", std::process::id());
         Ok(Scratch { dir, _lock: lock })
     }
@@ -80,14 +82,13 @@ pub fn remove_abandoned(root: &Path) -> usize {
             // Locked by nobody: its run is gone (the lock is released when
             // we close the file, before the directory is removed).
             Ok(lock) => lock.try_lock().is_ok(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
                     SystemTime::now()
                         .duration_since(t)
                         .is_ok_and(|age| age > UNLOCKED_GRACE)
-                }),
+                })
+            }
             Err(_) => false,
         };
         if abandoned && std::fs::remove_dir_all(&dir).is_ok() {

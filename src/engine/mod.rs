@@ -8,6 +8,7 @@
 //! `json_get_str`, `json_contains`, …) come from `datafusion-functions-json`.
 //! SQL is read-only unless the engine is opened with writes allowed.
 
+pub mod limits;
 pub mod named;
 pub mod prepared;
 pub mod pruning;
@@ -247,7 +248,10 @@ impl Engine {
         // before DDL and SET statements take effect.
         let refused = |e| explain_error(e, self.options.allow_write);
         let state = self.ctx.state();
-        let plan = state.create_logical_plan(sql).await.map_err(refused)?;
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect).map_err(refused)?;
+        limits::check_nesting(&statement)?;
+        let plan = state.statement_to_plan(statement).await.map_err(refused)?;
         self.sql_options().verify_plan(&plan).map_err(refused)?;
         let query = prepared::is_query(&plan);
         if !query {
