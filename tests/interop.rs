@@ -470,31 +470,36 @@ print(con.execute("SELECT count(*) FROM events WHERE year = 2024 AND month = 3")
 print(sorted(os.listdir(".")))
 "#;
 
-#[test]
-fn duckdb_ddl_for_a_hostile_lake_path_registers_it_and_runs_nothing_else() {
+/// Runs `script` on the DDL `engine` prints for a lake at [`HOSTILE_DIR`]
+/// holding testdata/heroku, in an empty working directory; the script's
+/// arguments are the DDL file, that directory and a scratch directory.
+fn run_hostile_ddl(engine: &str, script: &str) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join(HOSTILE_DIR);
     convert_ok(&lake, &[&testdata("heroku")]);
-    let out = auditlake(&[
-        "ddl",
-        "--engine",
-        "duckdb",
-        "--lake",
-        lake.to_str().unwrap(),
-    ]);
+    let out = auditlake(&["ddl", "--engine", engine, "--lake", lake.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let ddl = dir.path().join("lake.sql");
     std::fs::write(&ddl, stdout(&out)).unwrap();
     let cwd = dir.path().join("cwd");
     std::fs::create_dir(&cwd).unwrap();
-    let Some(duck) = python(
-        DUCKDB_HOSTILE,
-        &[ddl.to_str().unwrap(), cwd.to_str().unwrap()],
-    ) else {
-        return;
-    };
+    let scratch = dir.path().join("scratch");
+    python(
+        script,
+        &[
+            ddl.to_str().unwrap(),
+            cwd.to_str().unwrap(),
+            scratch.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn duckdb_ddl_for_a_hostile_lake_path_registers_it_and_runs_nothing_else() {
     // testdata/heroku: 5 + 4 + 5 events, 5 of them in March; no file written.
-    assert_eq!(duck, "14\n5\n[]\n");
+    if let Some(duck) = run_hostile_ddl("duckdb", DUCKDB_HOSTILE) {
+        assert_eq!(duck, "14\n5\n[]\n");
+    }
 }
 
 const SPARK_HOSTILE: &str = r#"
@@ -517,25 +522,7 @@ print(sorted(os.listdir(".")))
 
 #[test]
 fn spark_ddl_for_a_hostile_lake_path_registers_it_and_runs_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join(HOSTILE_DIR);
-    convert_ok(&lake, &[&testdata("heroku")]);
-    let out = auditlake(&["ddl", "--engine", "spark", "--lake", lake.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let ddl = dir.path().join("lake.sql");
-    std::fs::write(&ddl, stdout(&out)).unwrap();
-    let cwd = dir.path().join("cwd");
-    std::fs::create_dir(&cwd).unwrap();
-    let warehouse = dir.path().join("warehouse");
-    let Some(spark) = python(
-        SPARK_HOSTILE,
-        &[
-            ddl.to_str().unwrap(),
-            cwd.to_str().unwrap(),
-            warehouse.to_str().unwrap(),
-        ],
-    ) else {
-        return;
-    };
-    assert_eq!(spark, "14\n5\n[]\n");
+    if let Some(spark) = run_hostile_ddl("spark", SPARK_HOSTILE) {
+        assert_eq!(spark, "14\n5\n[]\n");
+    }
 }
