@@ -101,6 +101,17 @@ pub fn parse_timestamp_rendered(
     };
     let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
     let utc = parsed.with_timezone(&Utc);
+    // A leap second (`23:59:60`), which chrono holds as second 59 with a
+    // fraction of 1 s or more: counted as milliseconds it is the next
+    // second, 00:00:00 of the next day and perhaps month. It is stored as
+    // the last millisecond of the second before, in the month its text
+    // names, and its text is kept.
+    if utc.timestamp_subsec_nanos() >= 1_000_000_000 {
+        return Ok(Timestamp {
+            millis: utc.timestamp() * 1000 + 999,
+            canonical: false,
+        });
+    }
     let millis = utc.timestamp_millis();
     let canonical = if rendering == SecondsFormat::AutoSi && text.len() == 20 && text.ends_with('Z')
     {
@@ -214,6 +225,19 @@ impl ExtraObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leap_second_stays_in_its_month_and_keeps_its_text() {
+        let t = parse_timestamp("2024-05-31T23:59:60Z", "created_at").unwrap();
+        // 2024-05-31T23:59:59.999Z
+        assert_eq!(t.millis, 1_717_199_999_999);
+        assert!(!t.canonical);
+        let t = parse_timestamp("2024-06-01T01:59:60.5+02:00", "created_at").unwrap();
+        assert_eq!(t.millis, 1_717_199_999_999);
+        assert!(!t.canonical);
+        let t = parse_timestamp("2024-05-31T23:59:59Z", "created_at").unwrap();
+        assert_eq!((t.millis, t.canonical), (1_717_199_999_000, true));
+    }
 
     #[test]
     fn entry_members_keep_order_and_raw_text() {

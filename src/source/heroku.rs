@@ -186,6 +186,18 @@ mod tests {
     }
 
     #[test]
+    fn a_leap_second_keeps_its_month_and_its_text() {
+        let b = build(&[r#"{"id":"e1","created_at":"2024-05-31T23:59:60Z"}"#]).unwrap();
+        let ts = b.column(1).as_primitive::<TimeType>();
+        // 2024-05-31T23:59:59.999Z: still May, where the text says it is.
+        assert_eq!(ts.value(0), 1_717_199_999_999);
+        assert_eq!(
+            text(&b, "extra", 0).as_deref(),
+            Some(r#"{"created_at":"2024-05-31T23:59:60Z"}"#)
+        );
+    }
+
+    #[test]
     fn times_finer_than_a_millisecond_are_kept_verbatim() {
         let b = build(&[
             r#"{"id":"0b6c1e3a-0000-4000-8000-000000000001","created_at":"2024-03-05T12:34:56.123456Z"}"#,
