@@ -18,7 +18,7 @@ pub async fn run(args: UpgradeArgs) -> anyhow::Result<bool> {
             file.table, file.month, file.owner, file.rows
         );
     }
-    if summary.files.is_empty() && summary.already_current == 0 && summary.from_format == "1" {
+    if summary.was_current {
         println!(
             "the lake at {} is already in format {}: nothing to do",
             summary.lake,

@@ -56,6 +56,8 @@ pub struct UpgradeSummary {
     pub files: Vec<UpgradedFile>,
     /// Files already in format 1 (from an interrupted upgrade).
     pub already_current: usize,
+    /// The lake was in this build's format already: nothing was done.
+    pub was_current: bool,
     pub seconds: f64,
 }
 
@@ -83,7 +85,10 @@ pub async fn upgrade(
         ..UpgradeSummary::default()
     };
     match format {
-        LakeFormat::Current => return Ok(summary),
+        LakeFormat::Current => {
+            summary.was_current = true;
+            return Ok(summary);
+        }
         LakeFormat::Newer(_) => return Err(lake.format_error(&format)),
         LakeFormat::Empty => {}
         // Until every file is rewritten, lake.json says an upgrade runs.
@@ -185,8 +190,9 @@ async fn remove(lake: &Lake, file: &DataFile) -> anyhow::Result<()> {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(store_error(e, &url)),
     }
-    if lake.local_root().is_some()
-        && let Some(dir) = Path::new(&url).parent()
+    // The file on disk (object paths percent-encode what a URL would).
+    if let Some(root) = lake.local_root()
+        && let Some(dir) = crate::lake::commit::local_file(root, lake, &file.location).parent()
     {
         // Fails, harmlessly, while the directory still holds other files.
         let _ = std::fs::remove_dir(dir);

@@ -144,7 +144,7 @@ impl MonthWriter {
 const UPLOAD_PART_BYTES: usize = 10 * 1024 * 1024;
 
 /// The file on disk of an object of a local lake.
-fn local_file(root: &Path, lake: &Lake, path: &ObjectPath) -> PathBuf {
+pub fn local_file(root: &Path, lake: &Lake, path: &ObjectPath) -> PathBuf {
     let rel = path
         .prefix_match(&lake.object_path(""))
         .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>())
