@@ -38,6 +38,8 @@ fn bench_convert(c: &mut Criterion) {
         memory_limit: DEFAULT_MEMORY_LIMIT,
         temp_dir: Some(lake.parent().unwrap().to_path_buf()),
         format: None,
+        forget_interrupted: false,
+        max_entry_size: auditlake::source::DEFAULT_MAX_ENTRY_SIZE,
     };
 
     for (name, throughput) in [

@@ -34,6 +34,8 @@ fn lake(runtime: &tokio::runtime::Runtime, scratch: &std::path::Path) -> PathBuf
         memory_limit: DEFAULT_MEMORY_LIMIT,
         temp_dir: None,
         format: None,
+        forget_interrupted: false,
+        max_entry_size: auditlake::source::DEFAULT_MAX_ENTRY_SIZE,
     };
     runtime
         .block_on(convert(

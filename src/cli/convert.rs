@@ -32,6 +32,8 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         memory_limit: args.memory_limit,
         temp_dir: args.temp_dir,
+        forget_interrupted: args.forget_interrupted,
+        max_entry_size: args.max_entry_size,
     };
     let bars = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let progress = ConvertProgress::new(bars, !args.quiet && !args.json);

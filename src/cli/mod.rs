@@ -29,6 +29,18 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// Tells stderr (one line each) about conversions that were interrupted or
+/// are running: what a reader sees meanwhile is part old, part new.
+pub async fn warn_if_mid_run(lake: &crate::lake::Lake) {
+    match lake.run_warnings().await {
+        Ok(lines) => lines.iter().for_each(|line| eprintln!("{line}")),
+        Err(e) => eprintln!(
+            "warning: cannot read the lake's run journals: {}",
+            one_line(&format!("{e:#}"))
+        ),
+    }
+}
+
 /// Opens the lake of `arg`, which must already hold something.
 pub async fn open_existing_lake(arg: &LakeArg) -> anyhow::Result<crate::lake::Lake> {
     let lake = crate::lake::Lake::open(&arg.lake)?;
@@ -216,6 +228,14 @@ pub struct ConvertArgs {
     /// Directory for temporary staging and spill files [default: system temp dir].
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
+
+    /// Largest entry an archive may hold (bytes of its JSON text, e.g. 64M, 512M); an archive with a larger one fails.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub max_entry_size: usize,
+
+    /// Do not convert again the archives of an interrupted run (for archives gone for good): forget its journal.
+    #[arg(long)]
+    pub forget_interrupted: bool,
 
     /// Print nothing but errors.
     #[arg(long, short)]

@@ -119,13 +119,15 @@ impl EngineArgs {
     /// Opens the lake for querying.
     pub async fn open(&self, lake: &super::LakeArg) -> anyhow::Result<crate::engine::Engine> {
         let lake = crate::lake::Lake::open(&lake.lake)?;
-        crate::engine::Engine::open(
+        let engine = crate::engine::Engine::open(
             &lake,
             crate::engine::EngineOptions {
                 allow_write: self.allow_write,
                 memory_limit: self.memory_limit,
             },
         )
-        .await
+        .await?;
+        super::warn_if_mid_run(&lake).await;
+        Ok(engine)
     }
 }

@@ -52,6 +52,26 @@ pub async fn find_inputs(paths: &[String]) -> anyhow::Result<Vec<Input>> {
     Ok(inputs)
 }
 
+/// The archive a run journal names (a file path or an `s3://` URL of one
+/// object), if it is still there.
+pub async fn find_again(display: &str) -> Option<Input> {
+    if !is_s3(display) {
+        let path = PathBuf::from(display);
+        return path.is_file().then(|| Input {
+            display: display.to_string(),
+            source: InputSource::Local(path),
+        });
+    }
+    let url = url::Url::parse(display).ok()?;
+    let store = s3_store(&url).ok()?;
+    let path = ObjectPath::parse(url.path().trim_start_matches('/')).ok()?;
+    store.head(&path).await.ok()?;
+    Some(Input {
+        display: display.to_string(),
+        source: InputSource::Remote(store, path),
+    })
+}
+
 /// The objects at an `s3://` URL: the object itself, or every archive under
 /// it taken as a prefix.
 async fn list_s3(location: &str) -> anyhow::Result<Vec<Input>> {

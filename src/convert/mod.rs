@@ -19,6 +19,7 @@
 //! bounds the temporary disk used and the key hashes held in memory.
 
 pub mod discover;
+mod journal;
 pub mod merge;
 mod schedule;
 pub mod scratch;
@@ -41,10 +42,12 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::sync::Semaphore;
 
+use crate::lake::lock as lake_lock;
 use crate::lake::manifest::ArchiveRecord;
 use crate::lake::{Lake, PartitionKey, commit::remove_stale_temp_files};
 use crate::source::{self, ByteCounter, Format};
 use crate::table::TableSpec;
+use journal::{Interrupted, RunLog};
 use schedule::Scheduler;
 use scratch::Scratch;
 use stage::{StagedPart, Stager};
@@ -75,6 +78,12 @@ pub struct ConvertOptions {
     /// Read every input as this format instead of detecting it
     /// (`--format`, or `--mapping` for a mapped export).
     pub format: Option<Format>,
+    /// Remove the journals of interrupted runs instead of converting their
+    /// archives again (for archives that are gone for good).
+    pub forget_interrupted: bool,
+    /// Largest entry (bytes of its JSON text) a source may hold; a larger
+    /// one fails its archive.
+    pub max_entry_size: usize,
 }
 
 /// What happened to one archive.
@@ -185,8 +194,24 @@ pub async fn convert(
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<RunSummary> {
     let run_started = Instant::now();
-    let archives = discover::find_inputs(&options.inputs).await?;
-    let _lock = lake.lock_for_writing()?;
+    let inputs = discover::find_inputs(&options.inputs).await?;
+    let lock = Arc::new(lake.lock_for_writing().await?);
+    let result = convert_locked(lake, options, observer, inputs, lock.clone(), run_started).await;
+    if let Ok(lock) = Arc::try_unwrap(lock) {
+        lock.release().await;
+    }
+    result
+}
+
+/// [`convert`], once the lake's writer lock is held.
+async fn convert_locked(
+    lake: &Lake,
+    options: &ConvertOptions,
+    observer: Arc<dyn Observer>,
+    inputs: Vec<discover::Input>,
+    lock: Arc<lake_lock::LakeLock>,
+    run_started: Instant,
+) -> anyhow::Result<RunSummary> {
     lake.ensure_writable().await?;
     if let Some(root) = lake.local_root() {
         let stale = remove_stale_temp_files(root)
@@ -197,6 +222,17 @@ pub async fn convert(
     } else if !lake.exists().await? {
         tracing::info!("creating a new lake at {}", lake.location());
     }
+    // An interrupted run's archives convert first, so this run's own rows
+    // still win a key they share.
+    let interrupted = Interrupted::find(lake, options.forget_interrupted).await?;
+    let mut archives = interrupted.inputs.clone();
+    let carried: HashSet<String> = archives.iter().map(|i| i.display.clone()).collect();
+    archives.extend(
+        inputs
+            .into_iter()
+            .filter(|i| !carried.contains(&journal::absolute(&i.display))),
+    );
+    let run_log = Arc::new(RunLog::new(lake, lock, &archives, interrupted));
 
     let temp_root = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = Scratch::create(&temp_root)?;
@@ -210,7 +246,14 @@ pub async fn convert(
     // a core whose archive finished early takes the next one instead of
     // waiting for the archive in front (results are still taken in order).
     let permits = Arc::new(Semaphore::new(jobs));
-    let mut scheduler = Scheduler::new(lake, &ctx, permits.clone(), jobs, observer.clone());
+    let mut scheduler = Scheduler::new(
+        lake,
+        &ctx,
+        permits.clone(),
+        jobs,
+        observer.clone(),
+        run_log.clone(),
+    );
     let mut pending = VecDeque::new();
     let mut queue = archives.into_iter().enumerate().peekable();
     let mut seen = HashSet::new();
@@ -222,6 +265,7 @@ pub async fn convert(
             let lake = lake.clone();
             let force = options.force;
             let format = options.format.clone();
+            let max_entry_size = options.max_entry_size;
             let staging = scratch.path().to_path_buf();
             let observer = observer.clone();
             let permits = permits.clone();
@@ -240,6 +284,7 @@ pub async fn convert(
                             ordinal as u64,
                             force,
                             format.as_ref(),
+                            max_entry_size,
                             &staging,
                             observer.as_ref(),
                             &handle,
@@ -269,6 +314,14 @@ pub async fn convert(
         }
     }
     let (outcomes, rows_written) = scheduler.finish().await?;
+    let unfinished = run_log.close().await?;
+    if !unfinished.is_empty() {
+        tracing::warn!(
+            "{} archive(s) of this run reached the lake only in part: {}; the next `auditlake convert` converts them again",
+            unfinished.len(),
+            unfinished.join(", ")
+        );
+    }
     if rows_written > 0 {
         lake.record_format().await?;
     }
@@ -335,6 +388,7 @@ fn prepare(
     ordinal: u64,
     force: bool,
     forced: Option<&Format>,
+    max_entry_size: usize,
     staging_root: &Path,
     observer: &dyn Observer,
     runtime: &tokio::runtime::Handle,
@@ -365,18 +419,19 @@ fn prepare(
     let owner_fallback =
         discover::account_from_file_name(path).unwrap_or_else(|| "unknown".to_string());
     let mut stager: Option<Stager> = None;
-    let (format, stats) = source::read_archive(opened.reader, forced, |format, batch| {
-        stager
-            .get_or_insert_with(|| {
-                Stager::new(
-                    dir.path(),
-                    format.table_spec(),
-                    owner_fallback.clone(),
-                    ordinal,
-                )
-            })
-            .push(batch)
-    })?;
+    let (format, stats) =
+        source::read_archive(opened.reader, forced, max_entry_size, |format, batch| {
+            stager
+                .get_or_insert_with(|| {
+                    Stager::new(
+                        dir.path(),
+                        format.table_spec(),
+                        owner_fallback.clone(),
+                        ordinal,
+                    )
+                })
+                .push(batch)
+        })?;
     let parts = match stager {
         Some(s) => s.finish()?,
         None => Vec::new(),

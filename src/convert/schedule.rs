@@ -25,9 +25,12 @@ use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use super::journal::RunLog;
 use super::merge::{self, MergeStats};
 use super::stage::StagedPart;
-use super::{ArchiveOutcome, LARGE_MERGE_ROWS, Observer, StagedArchive, failed, record};
+use super::{
+    ArchiveOutcome, ArchiveStatus, LARGE_MERGE_ROWS, Observer, StagedArchive, failed, record,
+};
 use crate::lake::{Lake, PartitionKey};
 
 /// A partition of one table.
@@ -78,6 +81,7 @@ pub struct Scheduler {
     /// The last merge started for each partition: the next one waits for it.
     running: HashMap<Partition, JoinHandle<()>>,
     sender: mpsc::UnboundedSender<Message>,
+    run_log: Arc<RunLog>,
     /// Records archives as their merges report; returns every outcome (input
     /// order) and the rows of the partition files written.
     recorder: JoinHandle<(Vec<ArchiveOutcome>, u64)>,
@@ -90,6 +94,7 @@ impl Scheduler {
         permits: Arc<Semaphore>,
         jobs: usize,
         observer: Arc<dyn Observer>,
+        run_log: Arc<RunLog>,
     ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         Scheduler {
@@ -101,7 +106,13 @@ impl Scheduler {
             open_rows: 0,
             running: HashMap::new(),
             sender,
-            recorder: tokio::spawn(record_in_order(lake.clone(), receiver, observer)),
+            recorder: tokio::spawn(record_in_order(
+                lake.clone(),
+                receiver,
+                observer,
+                run_log.clone(),
+            )),
+            run_log,
         }
     }
 
@@ -169,13 +180,22 @@ impl Scheduler {
         let permits = self.permits.clone();
         let jobs = self.jobs;
         let sender = self.sender.clone();
+        let run_log = self.run_log.clone();
         let task_partition = partition.clone();
         let handle = tokio::spawn(async move {
             if let Some(previous) = previous {
                 // Its result went to the recorder.
                 let _ = previous.await;
             }
-            let merge = merge_partition(&lake, &ctx, &task_partition.1, &parts, &permits, jobs);
+            let merge = merge_partition(
+                &lake,
+                &ctx,
+                &task_partition.1,
+                &parts,
+                &permits,
+                jobs,
+                &run_log,
+            );
             // A panic must still report, or its archives would wait forever.
             let result = match AssertUnwindSafe(merge).catch_unwind().await {
                 Ok(result) => result.map_err(|e| format!("{e:#}")),
@@ -215,6 +235,7 @@ async fn record_in_order(
     lake: Lake,
     mut messages: mpsc::UnboundedReceiver<Message>,
     observer: Arc<dyn Observer>,
+    run_log: Arc<RunLog>,
 ) -> (Vec<ArchiveOutcome>, u64) {
     let mut slots: VecDeque<(u64, Slot)> = VecDeque::new();
     let mut rows_after: HashMap<Partition, u64> = HashMap::new();
@@ -243,8 +264,8 @@ async fn record_in_order(
             if matches!(slot, Slot::Staged { waiting, .. } if *waiting > 0) {
                 break;
             }
-            let (_, slot) = slots.pop_front().expect("checked above");
-            let outcome = match slot {
+            let (ordinal, slot) = slots.pop_front().expect("checked above");
+            let mut outcome = match slot {
                 Slot::Done(outcome) => outcome,
                 Slot::Staged {
                     archive, merged, ..
@@ -255,6 +276,13 @@ async fn record_in_order(
                         .unwrap_or_else(|(path, e)| failed(&path, format!("{e:#}"))),
                 },
             };
+            if matches!(
+                outcome.status,
+                ArchiveStatus::Converted | ArchiveStatus::Unchanged
+            ) && let Err(e) = run_log.recorded(ordinal).await
+            {
+                outcome = failed(&outcome.path, format!("{e:#}"));
+            }
             observer.archive_finished(&outcome);
             outcomes.push(outcome);
         }
@@ -271,6 +299,7 @@ async fn merge_partition(
     parts: &[(Arc<StagedArchive>, usize)],
     permits: &Semaphore,
     jobs: usize,
+    run_log: &RunLog,
 ) -> anyhow::Result<MergeStats> {
     let spec = &parts[0].0.spec;
     let staged: Vec<&StagedPart> = parts.iter().map(|(a, p)| &a.parts[*p].1).collect();
@@ -284,7 +313,14 @@ async fn merge_partition(
         // months against ~0.6 GiB for one).
         let weight = if rows > LARGE_MERGE_ROWS { jobs } else { 1 };
         let _permits = permits.acquire_many(weight as u32).await?;
-        merge::merge_into(ctx, lake, spec, &staged, &target, old.as_ref()).await
+        let archives: Vec<(u64, String)> = parts
+            .iter()
+            .map(|(a, _)| (a.ordinal, a.sha256.clone()))
+            .collect();
+        run_log.committing(&spec.name, key, &archives).await?;
+        let merged = merge::merge_into(ctx, lake, spec, &staged, &target, old.as_ref()).await;
+        run_log.committed(&spec.name, key, merged.is_ok()).await?;
+        merged
     }
     .await;
     result

@@ -76,8 +76,19 @@ pub async fn upgrade(
     memory_limit: usize,
     temp_root: &Path,
 ) -> anyhow::Result<UpgradeSummary> {
+    let lock = lake.lock_for_writing().await?;
+    let result = upgrade_locked(lake, memory_limit, temp_root).await;
+    lock.release().await;
+    result
+}
+
+/// [`upgrade`], once the lake's writer lock is held.
+async fn upgrade_locked(
+    lake: &Lake,
+    memory_limit: usize,
+    temp_root: &Path,
+) -> anyhow::Result<UpgradeSummary> {
     let started = Instant::now();
-    let _lock = lake.lock_for_writing()?;
     let format = lake.format().await?;
     let mut summary = UpgradeSummary {
         lake: lake.location().to_string(),

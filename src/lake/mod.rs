@@ -4,13 +4,14 @@
 
 pub mod commit;
 pub mod ddl;
+pub mod journal;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod parquet;
 pub mod status;
 pub mod version;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,38 +218,6 @@ impl Lake {
         Ok(!listing.common_prefixes.is_empty() || !listing.objects.is_empty())
     }
 
-    /// Takes the lake's writer lock, waiting if another conversion holds it.
-    /// Two conversions merging into the same month file at once would lose
-    /// one of the merges; the lock serialises them. S3 has no locks: one
-    /// conversion at a time per S3 lake is the scheduler's job.
-    pub fn lock_for_writing(&self) -> anyhow::Result<Option<LakeLock>> {
-        let Some(root) = &self.local else {
-            return Ok(None);
-        };
-        let dir = root.join(META_DIR);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the lake at {}", root.display()))?;
-        let path = dir.join("lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                tracing::info!("another conversion holds {}; waiting", path.display());
-                file.lock()
-                    .with_context(|| format!("cannot lock {}", path.display()))?;
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-            }
-        }
-        Ok(Some(LakeLock { _file: file }))
-    }
-
     /// Table names: the top-level directories named as tables are
     /// (`[a-z][a-z0-9_]*`, see LAKE.md); anything else beside them is not
     /// the lake's.
@@ -444,9 +413,4 @@ pub fn store_error(e: object_store::Error, location: &str) -> anyhow::Error {
         }
     };
     anyhow::anyhow!("{location}: {reason}")
-}
-
-/// Held while converting; released on drop.
-pub struct LakeLock {
-    _file: File,
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::Lake;
+use super::journal::RunJournal;
 use super::manifest::ArchiveRecord;
 use super::version::LakeFormat;
 
@@ -17,6 +18,12 @@ pub struct LakeStatus {
     pub needs_upgrade: bool,
     pub tables: Vec<TableStatus>,
     pub archives: Vec<ArchiveRecord>,
+    /// Whether a conversion was interrupted (or is running) with part of its
+    /// work committed: readers see some months new and some old until it is
+    /// completed.
+    pub interrupted: bool,
+    /// The journals of such runs (see LAKE.md).
+    pub runs: Vec<RunJournal>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,7 +78,15 @@ impl Lake {
             tables.push(table);
         }
         let format = self.format().await?;
+        let runs: Vec<RunJournal> = self
+            .run_journals()
+            .await?
+            .into_iter()
+            .filter(RunJournal::touched_lake)
+            .collect();
         Ok(LakeStatus {
+            interrupted: !runs.is_empty(),
+            runs,
             lake: self.location().to_string(),
             format_version: format.label(),
             needs_upgrade: matches!(format, LakeFormat::Legacy(_)),

@@ -4,7 +4,9 @@
 //! kept as a JSON object in `data`.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::Read;
+use std::rc::Rc;
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -286,8 +288,17 @@ fn time_problem(text: &str, format: &TimeFormat) -> String {
 /// Errors of `record` pass through unchanged.
 pub fn read_csv<R: Read>(
     reader: R,
+    max_record_size: usize,
     mut record: impl FnMut(u64, &str) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let consumed = Rc::new(Cell::new(0u64));
+    let record_start = Rc::new(Cell::new(0u64));
+    let reader = RecordLimit {
+        inner: reader,
+        consumed: consumed.clone(),
+        record_start: record_start.clone(),
+        limit: max_record_size as u64,
+    };
     let mut csv = csv::ReaderBuilder::new().from_reader(reader);
     let csv_error = |index: Option<u64>, e: csv::Error| SourceError::Invalid {
         entry: index,
@@ -307,9 +318,21 @@ pub fn read_csv<R: Read>(
     let mut json = String::new();
     let mut index = 0u64;
     loop {
+        record_start.set(csv.position().byte());
         match csv.read_record(&mut row) {
             Ok(false) => return Ok(()),
             Ok(true) => {}
+            Err(e)
+                if e.is_io_error()
+                    && consumed.get() > record_start.get() + max_record_size as u64 =>
+            {
+                return Err(SourceError::Invalid {
+                    entry: Some(index),
+                    at: Some(Position::Byte(record_start.get())),
+                    message: format!("the record is larger than {max_record_size} bytes (the --max-entry-size limit): refused before it is read whole; raise --max-entry-size to convert it"),
+                }
+                .into());
+            }
             Err(e) => return Err(csv_error(Some(index), e).into()),
         }
         json.clear();
@@ -328,6 +351,27 @@ pub fn read_csv<R: Read>(
         json.push('}');
         record(row.position().map_or(0, |p| p.line()), &json)?;
         index += 1;
+    }
+}
+
+/// A reader that fails once the CSV record being read (from
+/// `record_start`) grows past `limit` bytes, so one hostile record cannot
+/// take the memory: the csv crate reads a record whole.
+struct RecordLimit<R> {
+    inner: R,
+    consumed: Rc<Cell<u64>>,
+    record_start: Rc<Cell<u64>>,
+    limit: u64,
+}
+
+impl<R: Read> Read for RecordLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.consumed.get() > self.record_start.get() + self.limit {
+            return Err(std::io::Error::other("record too large"));
+        }
+        let n = self.inner.read(buf)?;
+        self.consumed.set(self.consumed.get() + n as u64);
+        Ok(n)
     }
 }
 

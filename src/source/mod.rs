@@ -27,6 +27,20 @@ use mapping::{Mapping, RecordFormat};
 /// Rows per record batch handed to the converter.
 pub const BATCH_ROWS: usize = 8192;
 
+/// The default largest entry (bytes of its JSON text, or of a CSV record):
+/// real audit entries are a few kilobytes; one of 64 MiB is an export bug
+/// or an attack, and converting it would take hundreds of megabytes.
+pub const DEFAULT_MAX_ENTRY_SIZE: usize = 64 << 20;
+
+/// `64 MiB`, `1.5 KiB`, `12 bytes`: a limit as the user would write it.
+fn human_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// The built-in tables, for the engine to register. Tables written through a
 /// mapping are registered by name with [`mapped::table_spec`].
 pub fn table_specs() -> Vec<TableSpec> {
@@ -183,6 +197,14 @@ impl SourceError {
                 entry,
                 offset,
                 format!("unexpected end of input {context}: the archive is truncated"),
+            ),
+            FrameError::TooLarge { offset, limit } => SourceError::at(
+                entry,
+                offset,
+                format!(
+                    "the entry is larger than {} (the --max-entry-size limit): refused before it is read whole; raise --max-entry-size to convert it",
+                    human_size(limit)
+                ),
             ),
             FrameError::Io(e) => match e.get_ref().map(|inner| inner.is::<GzipError>()) {
                 Some(true) => invalid(e.to_string()),
@@ -448,12 +470,13 @@ fn invalid(message: impl Into<String>) -> SourceError {
 pub fn read_archive<R: Read>(
     reader: R,
     forced: Option<&Format>,
+    max_entry_size: usize,
     sink: impl FnMut(&Format, ParsedBatch) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Format, ReadStats)> {
     if let Some(Format::Mapped(m)) = forced {
-        return read_mapped(reader, m, sink);
+        return read_mapped(reader, m, max_entry_size, sink);
     }
-    let mut framer = JsonFramer::new(reader);
+    let mut framer = JsonFramer::with_limit(reader, max_entry_size);
     match framer.peek_significant().map_err(frame_err(None))? {
         None => Err(invalid("the file is empty: not an audit archive").into()),
         Some(b'[') => match forced {
@@ -635,17 +658,18 @@ fn read_array<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
 fn read_mapped<R: Read>(
     reader: R,
     mapping: &Arc<Mapping>,
+    max_entry_size: usize,
     sink: impl FnMut(&Format, ParsedBatch) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Format, ReadStats)> {
     let mut rows = Rows::new(Format::Mapped(mapping.clone()), sink);
     match mapping.format {
         RecordFormat::Csv => {
-            mapped::read_csv(reader, |line, json| {
+            mapped::read_csv(reader, max_entry_size, |line, json| {
                 rows.push(json.as_bytes(), Position::Line(line))
             })?;
         }
         RecordFormat::Ndjson => {
-            let mut framer = JsonFramer::new(reader);
+            let mut framer = JsonFramer::with_limit(reader, max_entry_size);
             while framer
                 .peek_significant()
                 .map_err(frame_err(None))?
@@ -659,7 +683,7 @@ fn read_mapped<R: Read>(
             }
         }
         RecordFormat::Json => {
-            let mut framer = JsonFramer::new(reader);
+            let mut framer = JsonFramer::with_limit(reader, max_entry_size);
             find_records(&mut framer, &mapping.records, &mut rows)?;
             framer.expect_end().map_err(frame_err(None))?;
         }
