@@ -44,7 +44,11 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
     // Failures always go to stderr, one line each, whatever the output mode.
     for outcome in &summary.archives {
         if let Some(error) = &outcome.error {
-            eprintln!("auditlake: error: {}: {error}", outcome.path);
+            eprintln!(
+                "auditlake: error: {}: {}",
+                outcome.path,
+                crate::cli::one_line(error)
+            );
         }
     }
     if args.json {

@@ -113,6 +113,11 @@ struct State {
     written: bool,
     /// Journals taken over, removed after this one's first write.
     took_over: Vec<String>,
+    /// Month files committed, and being committed, with rows of each
+    /// archive (ordinal), this run.
+    committed_with: std::collections::HashMap<u64, (usize, usize)>,
+    /// Archives an interrupted run had touched already.
+    carried: HashSet<u64>,
 }
 
 impl RunLog {
@@ -137,6 +142,7 @@ impl RunLog {
             .collect();
         // Archives of interrupted runs that are gone stay named.
         archives.extend(interrupted.missing);
+        let carried = (0..interrupted.archives.len() as u64).collect();
         let mut journal = RunJournal::start(archives);
         journal.committed = interrupted.committed;
         journal.took_over = interrupted.runs.clone();
@@ -147,6 +153,8 @@ impl RunLog {
                 journal,
                 written: false,
                 took_over: interrupted.runs,
+                committed_with: Default::default(),
+                carried,
             }),
         }
     }
@@ -172,6 +180,7 @@ impl RunLog {
         let rel = layout::partition_rel(table, key);
         let mut state = self.state.lock().await;
         for (ordinal, sha) in archives {
+            state.committed_with.entry(*ordinal).or_default().1 += 1;
             if let Some(archive) = state.journal.archives.get_mut(*ordinal as usize) {
                 archive.touched = true;
                 archive.sha256 = Some(sha.clone());
@@ -183,15 +192,33 @@ impl RunLog {
         self.write(&mut state).await
     }
 
-    /// Called once a month file's commit ended (`ok`: the new file is in).
-    pub async fn committed(&self, table: &str, key: &PartitionKey, ok: bool) -> anyhow::Result<()> {
+    /// Called once a month file's commit ended (`ok`: the new file is in;
+    /// else the old one stays, and an archive with no other committed
+    /// month has not touched the lake after all).
+    pub async fn committed(
+        &self,
+        table: &str,
+        key: &PartitionKey,
+        archives: &[(u64, String)],
+        ok: bool,
+    ) -> anyhow::Result<()> {
         let rel = layout::partition_rel(table, key);
         let mut state = self.state.lock().await;
+        let state = &mut *state;
         state.journal.committing.retain(|r| *r != rel);
         if ok && !state.journal.committed.contains(&rel) {
             state.journal.committed.push(rel);
         }
-        self.write(&mut state).await
+        for (ordinal, _) in archives {
+            let (committed, in_flight) = state.committed_with.entry(*ordinal).or_default();
+            *committed += ok as usize;
+            *in_flight -= 1;
+            let touched = *committed > 0 || *in_flight > 0 || state.carried.contains(ordinal);
+            if let Some(archive) = state.journal.archives.get_mut(*ordinal as usize) {
+                archive.touched = touched;
+            }
+        }
+        self.write(state).await
     }
 
     /// Called once an archive is recorded (or found recorded already).

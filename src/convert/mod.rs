@@ -265,7 +265,9 @@ async fn convert_locked(
             let lake = lake.clone();
             let force = options.force;
             let format = options.format.clone();
-            let max_entry_size = options.max_entry_size;
+            // An entry must fit the merge's sort with the whole pool (it
+            // takes ~2.3x its size there).
+            let max_entry_size = options.max_entry_size.min(options.memory_limit / 5 * 2);
             let staging = scratch.path().to_path_buf();
             let observer = observer.clone();
             let permits = permits.clone();

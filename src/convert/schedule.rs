@@ -312,20 +312,39 @@ async fn merge_partition(
         // copies and writer (measured 1.0-1.1 GiB peak for two 1M-row
         // months against ~0.6 GiB for one).
         let weight = if rows > LARGE_MERGE_ROWS { jobs } else { 1 };
-        let _permits = permits.acquire_many(weight as u32).await?;
         let archives: Vec<(u64, String)> = parts
             .iter()
             .map(|(a, _)| (a.ordinal, a.sha256.clone()))
             .collect();
-        run_log.committing(&spec.name, key, &archives).await?;
-        let merged = merge::merge_into(ctx, lake, spec, &staged, &target, old.as_ref()).await;
-        run_log.committed(&spec.name, key, merged.is_ok()).await?;
+        let mut merged = {
+            let _permits = permits.acquire_many(weight as u32).await?;
+            run_log.committing(&spec.name, key, &archives).await?;
+            merge::merge_into(ctx, lake, spec, &staged, &target, old.as_ref()).await
+        };
+        if merged.as_ref().is_err_and(out_of_memory) {
+            // A few huge entries (up to --max-entry-size each) can need more
+            // than one sort's share of the pool: merge again alone, with the
+            // whole pool for one sort. Nothing was committed by the attempt.
+            tracing::info!(
+                "merging {} again alone, with the whole memory pool",
+                lake.object_url(&target)
+            );
+            let _permits = permits.acquire_many(jobs as u32).await?;
+            let alone = SessionContext::new_with_config_rt(
+                ctx.copied_config().with_target_partitions(1),
+                ctx.runtime_env(),
+            );
+            merged = merge::merge_into(&alone, lake, spec, &staged, &target, old.as_ref()).await;
+        }
+        run_log
+            .committed(&spec.name, key, &archives, merged.is_ok())
+            .await?;
         merged
     }
     .await;
     result
         .map_err(|e| {
-            if format!("{e:#}").contains("Resources exhausted") {
+            if out_of_memory(&e) {
                 e.context(
                     "the merge needs more memory: raise --memory-limit (e.g. --memory-limit 1G)",
                 )
@@ -334,4 +353,9 @@ async fn merge_partition(
             }
         })
         .with_context(|| format!("cannot merge into {}", lake.object_url(&target)))
+}
+
+/// Whether a merge failed for want of memory in the pool.
+fn out_of_memory(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("Resources exhausted")
 }

@@ -8,6 +8,7 @@
 //! `json_get_str`, `json_contains`, …) come from `datafusion-functions-json`.
 //! SQL is read-only unless the engine is opened with writes allowed.
 
+mod bounded;
 pub mod limits;
 pub mod named;
 pub mod prepared;
@@ -98,6 +99,7 @@ impl Engine {
         let mut ctx = SessionContext::new_with_config_rt(config, runtime);
         datafusion_functions_json::register_all(&mut ctx)
             .context("cannot register the JSON functions")?;
+        bounded::register(&ctx, options.memory_limit / 4);
 
         let mut engine = Engine {
             ctx,

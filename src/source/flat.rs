@@ -183,8 +183,16 @@ impl FlatBatchBuilder {
         let mut time_member = None;
         self.extra.clear();
         let mut nth = [0, 0];
-        for member in &entry.members {
+        let shadowed = shadowed_members(&entry.members);
+        for (index, member) in entry.members.iter().enumerate() {
             let key = member.key.as_ref();
+            if shadowed.contains(&index) {
+                // A key given twice: its last value is the entry's (as for
+                // JSON.parse, Python's json and DuckDB), the earlier one is
+                // kept in `extra`, so nothing of the entry is lost.
+                self.extra.push(key, &member.compact());
+                continue;
+            }
             let found = self.find_column(&mut nth, Lookup::Member(key));
             let Some((first, column)) = found.map(|i| (i, &columns[i])) else {
                 self.extra.push(key, &member.compact());
@@ -248,6 +256,11 @@ impl FlatBatchBuilder {
                 canonical = false;
                 continue;
             };
+            if values[i].is_some() {
+                // A field given twice: its last value goes in the column,
+                // and the object, verbatim, in `extra`.
+                canonical = false;
+            }
             match (self.layout.columns[i].kind, &field.value) {
                 (_, Value::Null) => {}
                 (Kind::Json, _) => values[i] = Some(field.compact()),
@@ -335,4 +348,22 @@ fn required_string<'a>(
             found: describe_json(member.raw),
         }),
     }
+}
+
+/// Indexes of members whose key comes again later in the entry. Entries
+/// have a dozen members, so comparing pairs is cheaper than hashing; a
+/// hostile entry with thousands of members is hashed.
+fn shadowed_members(members: &[Member<'_>]) -> Vec<usize> {
+    if members.len() <= 32 {
+        return (0..members.len())
+            .filter(|&i| members[i + 1..].iter().any(|m| m.key == members[i].key))
+            .collect();
+    }
+    let mut last = std::collections::HashMap::with_capacity(members.len());
+    for (i, m) in members.iter().enumerate() {
+        last.insert(m.key.as_ref(), i);
+    }
+    (0..members.len())
+        .filter(|&i| last[members[i].key.as_ref()] != i)
+        .collect()
 }

@@ -202,7 +202,7 @@ impl SourceError {
                 entry,
                 offset,
                 format!(
-                    "the entry is larger than {} (the --max-entry-size limit): refused before it is read whole; raise --max-entry-size to convert it",
+                    "the entry is larger than {}, the most this run converts (--max-entry-size, and at most 2/5 of --memory-limit): refused before it is read whole; raise them to convert it",
                     human_size(limit)
                 ),
             ),
