@@ -1128,3 +1128,252 @@ fn the_next_run_removes_a_killed_run_s_scratch() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(scratch_dirs(), Vec::<std::path::PathBuf>::new());
 }
+
+/// Three months of synthetic archives (plus the event pages of testdata,
+/// for a second run's own input) and the lake a whole run makes of them.
+struct CrashFixture {
+    dir: tempfile::TempDir,
+    archives: std::path::PathBuf,
+    /// Every (id, created_at, action) of the finished lake, sorted.
+    expected: Vec<Vec<String>>,
+}
+
+const ROWS_SQL: &str = "SELECT id, CAST(created_at AS VARCHAR), action FROM heroku ORDER BY id";
+
+impl CrashFixture {
+    fn new(per_month: u64) -> CrashFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let archives = dir.path().join("archives");
+        auditlake::synthetic::generate(
+            &auditlake::synthetic::Spec {
+                months: vec![(2024, 1), (2024, 2), (2024, 3)],
+                per_month,
+                seed: 11,
+                account: "acme".into(),
+            },
+            &archives,
+        )
+        .unwrap();
+        let fresh = dir.path().join("fresh");
+        convert_ok(&fresh, &[&archives, &testdata("heroku-events")]);
+        let expected = block_on(query_lake(&fresh, ROWS_SQL));
+        assert_eq!(expected.len() as u64, 3 * per_month + 3);
+        CrashFixture {
+            dir,
+            archives,
+            expected,
+        }
+    }
+
+    fn spawn_convert(&self, lake: &Path) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auditlake"))
+            .args(["convert", "--quiet", "--jobs", "2", "--lake"])
+            .arg(lake)
+            .arg(&self.archives)
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The run journals of a local lake, parsed.
+fn journals(lake: &Path) -> Vec<serde_json::Value> {
+    let Ok(entries) = std::fs::read_dir(lake.join("_auditlake/runs")) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect()
+}
+
+/// Whether a journal shows the lake mid-run: an archive with commits and
+/// no record, or a commit under way.
+fn journal_touched(journal: &serde_json::Value) -> bool {
+    let unfinished = journal["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["touched"] == true && a["recorded"] == false);
+    unfinished || !journal["committing"].as_array().unwrap().is_empty()
+}
+
+/// What a killed run left must read, hold each id once, and say so when it
+/// is part old, part new.
+fn check_interrupted_lake(lake: &Path, what: &str) {
+    // A killed commit's temporary file is hidden (`.name…`) from readers,
+    // and removed by the next run.
+    let visible = data_files(lake)
+        .into_iter()
+        .filter(|f| !f.rsplit('/').next().unwrap().starts_with('.'))
+        .count();
+    if visible == 0 {
+        return;
+    }
+    let counts = block_on(query_lake(
+        lake,
+        "SELECT count(*), count(DISTINCT id) FROM heroku",
+    ));
+    assert_eq!(counts[0][0], counts[0][1], "{what}: an id is duplicated");
+    let touched = journals(lake).iter().any(journal_touched);
+    let status = auditlake(&["status", "--lake", lake.to_str().unwrap()]);
+    assert!(status.status.success(), "{what}: {}", stderr(&status));
+    assert_eq!(
+        stderr(&status).contains("was interrupted"),
+        touched,
+        "{what}: status warns exactly while a journal shows commits: {}",
+        stderr(&status)
+    );
+    let query = auditlake(&[
+        "query",
+        "--lake",
+        lake.to_str().unwrap(),
+        "SELECT count(*) FROM heroku",
+    ]);
+    assert!(query.status.success(), "{what}: {}", stderr(&query));
+    assert_eq!(
+        stderr(&query).contains("was interrupted"),
+        touched,
+        "{what}"
+    );
+}
+
+/// Killed right after its first month commit, a run leaves a journal:
+/// status (text and JSON) and query warn, naming the archive and month;
+/// the next convert, of another input, finishes it first and removes it.
+#[test]
+fn an_interrupted_run_is_told_and_finished_by_the_next() {
+    let fixture = CrashFixture::new(30_000);
+    let lake = fixture.dir.path().join("lake");
+    let mut child = fixture.spawn_convert(&lake);
+    let started = std::time::Instant::now();
+    loop {
+        if journals(&lake)
+            .iter()
+            .any(|j| j["committed"].as_array().is_some_and(|a| !a.is_empty()))
+        {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        assert!(started.elapsed().as_secs() < 120);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let journal = journals(&lake).remove(0);
+    let lake_arg = lake.to_str().unwrap();
+
+    let status = auditlake(&["status", "--lake", lake_arg]);
+    let warning = stderr(&status);
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    assert!(warning.contains("was interrupted"), "{warning}");
+    assert!(
+        warning.contains("enterprise-audit-log-acme-202401.json.gz"),
+        "{warning}"
+    );
+    assert!(warning.contains("2023-12"), "{warning}");
+    let json = auditlake(&["status", "--json", "--lake", lake_arg]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["interrupted"], true);
+    assert_eq!(json["runs"][0]["run"], journal["run"]);
+    assert!(json["archives"].as_array().unwrap().len() < 3);
+    let query = auditlake(&["query", "--lake", lake_arg, "SELECT 1"]);
+    assert!(stderr(&query).contains("was interrupted"));
+
+    let out = auditlake(&[
+        "convert",
+        "--lake",
+        lake_arg,
+        testdata("heroku-events").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("completing the interrupted run"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(journals(&lake).is_empty());
+    let status = auditlake(&["status", "--lake", lake_arg]);
+    assert_eq!(stderr(&status), "");
+    assert_eq!(block_on(query_lake(&lake, ROWS_SQL)), fixture.expected);
+    let json = auditlake(&["status", "--json", "--lake", lake_arg]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["interrupted"], false);
+    assert_eq!(json["archives"].as_array().unwrap().len(), 5);
+}
+
+/// SIGKILL at random instants of many runs (`AUDITLAKE_CRASH_KILLS`, 20 by
+/// default): after each kill the lake reads, holds every id once and warns
+/// exactly when part of the run was committed; the next run reaches the
+/// lake a whole run makes.
+#[test]
+fn runs_killed_at_random_instants_lose_nothing() {
+    let kills: u64 = std::env::var("AUDITLAKE_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let fixture = CrashFixture::new(8_000);
+    // How long a whole run takes here: kills land anywhere in it.
+    let timed = fixture.dir.path().join("timed");
+    let start = std::time::Instant::now();
+    fixture.spawn_convert(&timed).wait().unwrap();
+    let whole = start.elapsed().as_millis() as u64;
+    let mut seed: u64 = std::env::var("AUDITLAKE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    eprintln!("crash test: {kills} kills, seed {seed}, a run takes {whole} ms");
+    let mut warned = 0;
+    for kill in 0..kills {
+        // xorshift: reproducible instants from the seed.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Staging takes the first part of a run: most kills land after it,
+        // among the commits.
+        let delay = whole / 4 + seed % (whole * 3 / 4 + 1);
+        let lake = fixture.dir.path().join(format!("lake-{kill}"));
+        let mut child = fixture.spawn_convert(&lake);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let what = format!("kill {kill} after {delay} ms");
+        check_interrupted_lake(&lake, &what);
+        warned += journals(&lake).iter().any(journal_touched) as u32;
+        // The next run, of other input, reaches the exact end state.
+        let out = auditlake(&[
+            "convert",
+            "--quiet",
+            "--lake",
+            lake.to_str().unwrap(),
+            testdata("heroku-events").to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        let got = block_on(query_lake(&lake, ROWS_SQL));
+        if got.len() != fixture.expected.len() {
+            // Killed before anything of the run's was journaled: its
+            // archives were never started; converting them finishes.
+            assert!(journals(&lake).is_empty(), "{what}");
+            convert_ok(&lake, &[&fixture.archives]);
+        }
+        assert!(journals(&lake).is_empty(), "{what}");
+        assert_eq!(
+            block_on(query_lake(&lake, ROWS_SQL)),
+            fixture.expected,
+            "{what}"
+        );
+        std::fs::remove_dir_all(&lake).unwrap();
+    }
+    eprintln!("crash test: {warned} of {kills} kills left a journal with commits");
+}

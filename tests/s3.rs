@@ -241,3 +241,178 @@ async fn s3_failures_are_one_line_and_bounded() {
     assert_eq!(out.status.code(), Some(1));
     assert!(keys(&store(&bucket), &lake).await.is_empty());
 }
+
+/// One synthetic February archive per seed, in its own directory (ids
+/// differ between seeds; the month file is the same).
+fn february(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
+    let out = dir.join(format!("seed-{seed}"));
+    auditlake::synthetic::generate(
+        &auditlake::synthetic::Spec {
+            months: vec![(2024, 2)],
+            per_month: 20_000,
+            seed,
+            account: "acme".into(),
+        },
+        &out,
+    )
+    .unwrap();
+    out
+}
+
+fn spawn_convert(lake: &str, input: &std::path::Path, lease_seconds: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(["convert", "--quiet", "--lake", lake])
+        .arg(input)
+        .env_remove("RUST_LOG")
+        .env("AUDITLAKE_LEASE_SECONDS", lease_seconds)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `count(*)` and `count(DISTINCT id)` of a lake's heroku table.
+fn counts(lake: &str) -> String {
+    let out = run(&[
+        "query",
+        "--lake",
+        lake,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM heroku",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Two conversions into one S3 lake, each merging a different archive into
+/// the same month: the second waits for the first's lease (and says so),
+/// and the month holds both archives' rows.
+#[tokio::test]
+async fn two_writers_on_one_s3_lake_keep_every_row() {
+    let Some(bucket) = bucket() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (february(dir.path(), 1), february(dir.path(), 2));
+    for attempt in 0..3 {
+        let lake = unique(&bucket, &format!("two-writers-{attempt}"));
+        let first = spawn_convert(&lake, &a, "120");
+        let second = spawn_convert(&lake, &b, "120");
+        let (first, second) = (
+            first.wait_with_output().unwrap(),
+            second.wait_with_output().unwrap(),
+        );
+        assert!(first.status.success(), "{}", stderr(&first));
+        assert!(second.status.success(), "{}", stderr(&second));
+        assert_eq!(counts(&lake), "n,ids\n40000,40000\n");
+        let waited = [&first, &second]
+            .iter()
+            .filter(|o| stderr(o).contains("waiting for the conversion that holds"))
+            .count();
+        assert_eq!(waited, 1, "{}\n{}", stderr(&first), stderr(&second));
+        let left = keys(&store(&bucket), &lake).await;
+        assert!(
+            !left
+                .iter()
+                .any(|k| k.contains("lease") || k.contains("runs/")),
+            "{left:?}"
+        );
+    }
+}
+
+/// A writer killed while it holds the lease stops renewing it: the next
+/// writer waits for the lease to lapse, takes it over, and completes the
+/// killed run's archive first.
+#[tokio::test]
+async fn a_killed_s3_writer_s_lease_lapses_and_its_run_is_completed() {
+    let Some(bucket) = bucket() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (february(dir.path(), 3), february(dir.path(), 4));
+    let lake = unique(&bucket, "killed-writer");
+    let store = store(&bucket);
+    let mut first = spawn_convert(&lake, &a, "3");
+    let started = Instant::now();
+    // Kill it once it has committed a month (its journal says so).
+    loop {
+        let journal = keys(&store, &lake)
+            .await
+            .into_iter()
+            .find(|k| k.starts_with("_auditlake/runs/"));
+        if let Some(journal) = journal {
+            let key = format!("{}/{journal}", lake.splitn(4, '/').nth(3).unwrap());
+            let text = match store.get(&ObjectPath::from(key)).await {
+                Ok(r) => r.bytes().await.unwrap(),
+                Err(_) => continue,
+            };
+            let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            if !value["committed"].as_array().unwrap().is_empty() {
+                break;
+            }
+        }
+        assert!(first.try_wait().unwrap().is_none(), "the run ended first");
+        assert!(started.elapsed() < Duration::from_secs(120));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let status = run(&["status", "--lake", &lake]);
+    assert!(
+        stderr(&status).contains("was interrupted"),
+        "{}",
+        stderr(&status)
+    );
+
+    let second = spawn_convert(&lake, &b, "3").wait_with_output().unwrap();
+    let err = stderr(&second);
+    assert!(second.status.success(), "{err}");
+    assert!(err.contains("taking over the lapsed lease"), "{err}");
+    assert!(err.contains("completing the interrupted run"), "{err}");
+    assert_eq!(counts(&lake), "n,ids\n40000,40000\n");
+    let status = run(&["status", "--lake", &lake]);
+    assert_eq!(stderr(&status), "");
+}
+
+/// A lease held by a writer on another machine is waited out until it
+/// lapses, then taken over.
+#[tokio::test]
+async fn another_machine_s_lease_is_waited_out() {
+    let Some(bucket) = bucket() else { return };
+    let lake = unique(&bucket, "foreign-lease");
+    let store = store(&bucket);
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let lease = serde_json::json!({
+        "host": "elsewhere.example",
+        "pid": 1,
+        "since": "2026-01-01T00:00:00.000Z",
+        "expires": expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    let key = format!(
+        "{}/_auditlake/lease.json",
+        lake.splitn(4, '/').nth(3).unwrap()
+    );
+    store
+        .put(
+            &ObjectPath::from(key),
+            PutPayload::from(serde_json::to_vec(&lease).unwrap()),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let input = testdata("heroku");
+    let out = run(&[
+        "convert",
+        "--quiet",
+        "--lake",
+        &lake,
+        input.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "{err}");
+    assert!(
+        err.contains("waiting for the conversion that holds")
+            && err.contains("elsewhere.example pid 1"),
+        "{err}"
+    );
+    assert!(err.contains("taking over the lapsed lease"), "{err}");
+    assert_eq!(counts(&lake), "n,ids\n14,14\n");
+}

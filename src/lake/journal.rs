@@ -90,10 +90,10 @@ impl RunJournal {
         }
     }
 
-    /// Whether the lake may hold part of this run's work: a month committed,
-    /// or about to be.
-    pub fn touched_lake(&self) -> bool {
-        !self.committed.is_empty() || !self.committing.is_empty()
+    /// Whether the lake may hold part of this run's work: an archive with
+    /// rows committed and no record, or a month commit under way.
+    pub fn mid_run(&self) -> bool {
+        self.unfinished().next().is_some() || !self.committing.is_empty()
     }
 
     /// Archives of the run that may be in the lake in part: touched and not
@@ -240,7 +240,7 @@ impl Lake {
         let newest = journals.last().map(|j| j.run.clone());
         Ok(journals
             .iter()
-            .filter(|j| j.touched_lake())
+            .filter(|j| j.mid_run())
             // While a writer runs, only the newest journal is its own.
             .map(|j| j.warning(self.location(), running && Some(&j.run) == newest.as_ref()))
             .collect())

@@ -85,6 +85,20 @@ impl Holder {
             .is_none_or(|t| t <= now)
     }
 
+    /// Whether the holder is a process of this machine that is gone (a
+    /// killed writer): its lease need not be waited out.
+    fn gone(&self) -> bool {
+        cfg!(target_os = "linux")
+            && self.host == host_name()
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// Whether the lease no longer holds the lake: lapsed, or its writer
+    /// is known to be dead.
+    fn released(&self, now: DateTime<Utc>) -> bool {
+        self.expired(now) || self.gone()
+    }
+
     /// `host pid 123, since …`.
     pub fn describe(&self) -> String {
         format!("{} pid {}, since {}", self.host, self.pid, self.since)
@@ -203,7 +217,7 @@ impl Lake {
                 })
             }
             None => Ok(match self.read_lease().await? {
-                Some((holder, _)) if !holder.expired(Utc::now()) => {
+                Some((holder, _)) if !holder.released(Utc::now()) => {
                     WriterState::Writing(Some(holder))
                 }
                 _ => WriterState::Idle,
@@ -245,7 +259,7 @@ impl Lake {
             let current = self.read_lease().await?;
             let mode = match &current {
                 None => PutMode::Create,
-                Some((holder, etag)) if holder.expired(Utc::now()) => {
+                Some((holder, etag)) if holder.released(Utc::now()) => {
                     if holder.pid != 0 {
                         tracing::warn!(
                             "taking over the lapsed lease {url} of a writer that stopped ({})",
@@ -270,6 +284,7 @@ impl Lake {
                     continue;
                 }
             };
+            let updating = matches!(mode, PutMode::Update(_));
             match self
                 .store()
                 .put_opts(&path, body, PutOptions::from(mode))
@@ -296,10 +311,11 @@ impl Lake {
                         }),
                     });
                 }
-                // Another writer won the race: look again.
+                // Another writer won the race (or removed the lapsed lease
+                // we meant to replace): look again.
                 Err(object_store::Error::AlreadyExists { .. })
-                | Err(object_store::Error::Precondition { .. })
-                | Err(object_store::Error::NotFound { .. }) => continue,
+                | Err(object_store::Error::Precondition { .. }) => continue,
+                Err(object_store::Error::NotFound { .. }) if updating => continue,
                 Err(object_store::Error::NotImplemented { .. }) => anyhow::bail!(
                     "{url}: this S3 server does not support conditional writes (If-None-Match), which two writers need to share a lake safely"
                 ),

@@ -82,7 +82,7 @@ impl Lake {
             .run_journals()
             .await?
             .into_iter()
-            .filter(RunJournal::touched_lake)
+            .filter(RunJournal::mid_run)
             .collect();
         Ok(LakeStatus {
             interrupted: !runs.is_empty(),
