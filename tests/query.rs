@@ -607,3 +607,51 @@ fn long_sql_plans_or_is_refused_in_one_line() {
         stderr(&out)
     );
 }
+
+/// A function that builds text from a count cannot allocate past a quarter
+/// of the query memory limit: refused in one line, before it allocates.
+#[test]
+fn string_builders_are_bounded_by_the_memory_limit() {
+    let lake = testdata_lake();
+    let lake = lake.path().join("lake");
+    for (sql, name, bytes) in [
+        (
+            "SELECT length(repeat('x', 1000000000))",
+            "repeat",
+            1_000_000_000u64,
+        ),
+        ("SELECT lpad('x', 100000000)", "lpad", 400_000_000),
+        ("SELECT rpad('x', 300000000)", "rpad", 1_200_000_000),
+    ] {
+        let out = query(&lake, &[sql]);
+        assert_eq!(out.status.code(), Some(1), "{sql}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "auditlake: error: Execution error: {name}() would build up to {bytes} bytes of text in one batch, more than a query may (268435456 bytes, a quarter of --memory-limit)\n"
+            ),
+            "{sql}"
+        );
+    }
+    let out = query(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "SELECT repeat('ab', 3) AS r, lpad('7', 3, '0') AS l",
+        ],
+    );
+    assert_eq!(stdout(&out), "r,l\nababab,007\n");
+    // A higher limit lets a larger one through.
+    let out = query(
+        &lake,
+        &[
+            "--memory-limit",
+            "4G",
+            "--format",
+            "csv",
+            "SELECT length(repeat('x', 300000000)) AS n",
+        ],
+    );
+    assert_eq!(stdout(&out), "n\n300000000\n", "{}", stderr(&out));
+}

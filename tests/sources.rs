@@ -468,3 +468,111 @@ e2,2024-03-05T10:00:01.500Z,logout,bob@acme.io,,\"{\"\"ts\"\":\"\"1709632801.5\"
         ["appaudit/year=2024/month=3/acme.parquet"]
     );
 }
+
+/// An entry past `--max-entry-size` fails its archive with one line naming
+/// the entry and the byte it starts at, before it is read whole; the other
+/// archives of the run convert. The same holds for a CSV record.
+#[test]
+fn an_entry_past_the_size_limit_fails_only_its_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let small = r#"{"id":"s1","created_at":"2024-03-01T00:00:00Z","action":"create"}"#;
+    let big = format!(
+        r#"{{"id":"b1","created_at":"2024-03-02T00:00:00Z","action":"update","data":{{"note":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let head = r#"{"entries":["#;
+    let archive = dir.path().join("huge-entry.json");
+    std::fs::write(&archive, format!("{head}{small},{big}]}}")).unwrap();
+    let good = testdata("heroku/enterprise-audit-log-acme-202401.json.gz");
+    let out = auditlake(&[
+        "convert",
+        "--quiet",
+        "--max-entry-size",
+        "1M",
+        "--lake",
+        lake_arg(&lake),
+        archive.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let offset = head.len() + small.len() + 1;
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "auditlake: error: {}: entry 1 (byte {offset}): the entry is larger than 1 MiB, the most this run converts (--max-entry-size, and at most 2/5 of --memory-limit): refused before it is read whole; raise them to convert it\n",
+            archive.display()
+        )
+    );
+    assert_eq!(csv(&lake, &["SELECT count(*) AS n FROM heroku"]), "n\n4\n");
+
+    // Raised, the limit lets it through, whole.
+    let out = convert_with(&lake, &["--quiet", "--max-entry-size", "4M"], &[]);
+    assert_eq!(out.status.code(), Some(2), "no input is a usage error");
+    let out = auditlake(&[
+        "convert",
+        "--quiet",
+        "--max-entry-size",
+        "4M",
+        "--lake",
+        lake_arg(&lake),
+        archive.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        csv(
+            &lake,
+            &["SELECT length(data) AS n FROM heroku WHERE id = 'b1'"]
+        ),
+        format!("n\n{}\n", (2 << 20) + r#"{"note":""}"#.len())
+    );
+
+    // A CSV record likewise.
+    let big_csv = dir.path().join("big.csv");
+    std::fs::write(
+        &big_csv,
+        format!(
+            "Timestamp,User,Action,Resource,Name,Role,Metadata\n2024-03-05 10:15:00,ann@acme.io,Login,Session,ann,owner,{}\n",
+            "y".repeat(2 << 20)
+        ),
+    )
+    .unwrap();
+    let out = auditlake(&[
+        "convert",
+        "--quiet",
+        "--max-entry-size",
+        "1M",
+        "--mapping",
+        "mappings/dashboard.toml",
+        "--lake",
+        lake_arg(&lake),
+        big_csv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("entry 0 (byte 50): the record is larger than 1048576 bytes"),
+        "{err}"
+    );
+}
+
+/// A key given twice in an entry keeps both values: the last in its column
+/// (as JSON.parse and Python's json read it), the earlier one in `extra`;
+/// a nested object with a field given twice is kept verbatim in `extra`.
+#[test]
+fn a_key_given_twice_keeps_both_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let archive = dir.path().join("dup.json");
+    std::fs::write(
+        &archive,
+        r#"{"entries":[{"id":"d1","created_at":"2024-03-01T00:00:00Z","action":"first","action":"second","actor":{"email":"a@x","email":"b@x"}}]}"#,
+    )
+    .unwrap();
+    convert_ok(&lake, &[&archive]);
+    assert_eq!(
+        csv(&lake, &["SELECT action, actor_email, extra FROM heroku"]),
+        "action,actor_email,extra\nsecond,b@x,\"{\"\"action\"\":\"\"first\"\",\"\"actor\"\":{\"\"email\"\":\"\"a@x\"\",\"\"email\"\":\"\"b@x\"\"}}\"\n"
+    );
+}
