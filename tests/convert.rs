@@ -844,6 +844,36 @@ fn bad_archives_are_rejected_with_a_precise_error() {
             "not a recognised audit file: the top-level object has no \"entries\" or \"data\" array (its keys are name, version); tried heroku (an object with an \"entries\" array), heroku-events (an array of events) and terraform (pages with a \"data\" array); for other exports write a mapping file and pass --mapping FILE",
         ),
         (
+            "nan.json",
+            "entry 0 (byte 67): invalid JSON: expected value",
+        ),
+        (
+            "control-char.json",
+            "entry 0 (byte 72): invalid JSON: control character (\\u0000-\\u001F) found while parsing a string",
+        ),
+        (
+            "invalid-utf8.json",
+            "entry 0 (byte 71): invalid JSON: invalid UTF-8",
+        ),
+        (
+            "trailing-garbage.json",
+            "byte 80: invalid JSON: unexpected '}' after the end of the JSON document",
+        ),
+        (
+            "deep-nesting.json",
+            "entry 0 (byte 194): invalid JSON: recursion limit exceeded",
+        ),
+        (
+            "zero-length.json",
+            "the file is empty: not an audit archive",
+        ),
+        ("empty.json.gz", "the file is empty: not an audit archive"),
+        (
+            // 1 GiB of one string in 1 MB of gzip: refused after 64 MiB.
+            "bomb.json.gz",
+            "entry 0 (byte 12): the entry is larger than 64 MiB, the most this run converts (--max-entry-size, and at most 2/5 of --memory-limit): refused before it is read whole; raise them to convert it",
+        ),
+        (
             "notes.json",
             "byte 0: not a recognised audit file: it starts with 'h'; tried heroku (an object with an \"entries\" array), heroku-events (an array of events) and terraform (pages with a \"data\" array); for other exports write a mapping file and pass --mapping FILE",
         ),
@@ -879,10 +909,10 @@ async fn good_archives_still_convert_when_others_fail() {
         "testdata/heroku",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out).lines().count(), 9, "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 17, "{}", stderr(&out));
     assert!(
         stdout(&out)
-            .contains("total: 12 archives (3 converted, 0 unchanged, 9 failed), 14 entries"),
+            .contains("total: 20 archives (3 converted, 0 unchanged, 17 failed), 14 entries"),
         "{}",
         stdout(&out)
     );
@@ -1376,4 +1406,43 @@ fn runs_killed_at_random_instants_lose_nothing() {
         std::fs::remove_dir_all(&lake).unwrap();
     }
     eprintln!("crash test: {warned} of {kills} kills left a journal with commits");
+}
+
+/// An archive cut at any byte is rejected in one line and writes nothing
+/// (plain JSON at 60 offsets, gzip at 30).
+#[test]
+fn an_archive_truncated_anywhere_is_rejected_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "enterprise-audit-log-acme-202402.json",
+        "enterprise-audit-log-acme-202401.json.gz",
+    ] {
+        let bytes = std::fs::read(testdata(&format!("heroku/{name}"))).unwrap();
+        let steps = if name.ends_with(".gz") { 30 } else { 60 };
+        for k in 0..steps {
+            let cut = 1 + k * (bytes.len() - 2) / steps;
+            let file = dir.path().join(format!("cut-{cut}-{name}"));
+            std::fs::write(&file, &bytes[..cut]).unwrap();
+            let lake = dir.path().join(format!("lake-{cut}"));
+            let out = auditlake(&[
+                "convert",
+                "--quiet",
+                "--lake",
+                lake.to_str().unwrap(),
+                file.to_str().unwrap(),
+            ]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{name} cut at {cut}: {err}");
+            assert_eq!(err.lines().count(), 1, "{name} cut at {cut}: {err}");
+            assert!(
+                err.starts_with(&format!("auditlake: error: {}: ", file.display())),
+                "{err}"
+            );
+            assert!(
+                data_files(&lake).is_empty(),
+                "{name} cut at {cut} wrote data"
+            );
+            std::fs::remove_file(&file).unwrap();
+        }
+    }
 }
