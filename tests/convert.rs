@@ -1220,11 +1220,12 @@ fn journals(lake: &Path) -> Vec<serde_json::Value> {
     let Ok(entries) = std::fs::read_dir(lake.join("_auditlake/runs")) else {
         return Vec::new();
     };
+    // A journal write killed midway leaves its staging file (`….json#N`),
+    // which is no journal.
     entries
-        .map(|e| {
-            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-            serde_json::from_str(&text).unwrap()
-        })
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
         .collect()
 }
 

@@ -47,6 +47,9 @@ impl Interrupted {
             committed: Vec::new(),
             runs: Vec::new(),
         };
+        if let Some(root) = lake.local_root() {
+            remove_unfinished_writes(&root.join(crate::lake::layout::META_DIR).join("runs"));
+        }
         let manifest = lake.manifest();
         let mut seen = HashSet::new();
         for journal in lake.run_journals().await? {
@@ -268,4 +271,19 @@ pub fn absolute(display: &str) -> String {
     std::path::absolute(display)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| display.to_string())
+}
+
+/// Removes the staging files (`<run>.json#N`) of journal writes a kill cut
+/// short; the journals themselves were replaced in one step, so they stay
+/// whole.
+fn remove_unfinished_writes(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
