@@ -1447,3 +1447,73 @@ fn an_archive_truncated_anywhere_is_rejected_in_one_line() {
         }
     }
 }
+
+/// Two conversions into one local lake at once, with queries running all
+/// along: the second waits for the first (and says so), every query reads
+/// whole month files with each id once, and the lake ends with both runs'
+/// rows.
+#[test]
+fn concurrent_converts_and_queries_see_whole_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets: Vec<std::path::PathBuf> = [21u64, 22]
+        .iter()
+        .map(|seed| {
+            let out = dir.path().join(format!("seed-{seed}"));
+            auditlake::synthetic::generate(
+                &auditlake::synthetic::Spec {
+                    months: vec![(2024, 1), (2024, 2)],
+                    per_month: 20_000,
+                    seed: *seed,
+                    account: "acme".into(),
+                },
+                &out,
+            )
+            .unwrap();
+            out
+        })
+        .collect();
+    let lake = dir.path().join("lake");
+    let spawn = |input: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auditlake"))
+            .args(["convert", "--quiet", "--lake"])
+            .arg(&lake)
+            .arg(input)
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn(&sets[0]);
+    // The lake exists once the first run has locked it.
+    while !lake.join("_auditlake/lock").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut second = spawn(&sets[1]);
+    let mut queries = 0;
+    let sql = "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM heroku";
+    while first.try_wait().unwrap().is_none() || second.try_wait().unwrap().is_none() {
+        if data_files(&lake).iter().any(|f| !f.contains("/.")) {
+            let out = query(&lake, &["--format", "csv", sql]);
+            let text = stdout(&out);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let counts: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+            assert_eq!(counts[0], counts[1], "an id twice mid-run");
+            queries += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    assert!(outputs.iter().all(|o| o.status.success()));
+    let waited = outputs
+        .iter()
+        .filter(|o| stderr(o).contains("waiting for the conversion that holds"))
+        .count();
+    assert_eq!(waited, 1);
+    eprintln!("{queries} queries ran during the two conversions");
+    let out = query(&lake, &["--format", "csv", sql]);
+    assert_eq!(stdout(&out), "n,ids\n80000,80000\n");
+    assert!(journals(&lake).is_empty());
+}

@@ -576,3 +576,69 @@ fn a_key_given_twice_keeps_both_values() {
         "action,actor_email,extra\nsecond,b@x,\"{\"\"action\"\":\"\"first\"\",\"\"actor\"\":{\"\"email\"\":\"\"a@x\"\",\"\"email\"\":\"\"b@x\"\"}}\"\n"
     );
 }
+
+/// Every input the fuzzer (`examples/fuzz_sources.rs`) found a problem
+/// with, read as the target that found it: refused with one line (or
+/// converted), never a crash. The file name says the target.
+#[test]
+fn the_fuzz_corpus_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = testdata("bad/fuzz");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let good = testdata("mapped/dashboard/dashboard-audit-2024-03.csv");
+    for (i, file) in files.iter().enumerate() {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let target = [
+            "heroku-events",
+            "heroku",
+            "terraform",
+            "detected",
+            "dashboard",
+            "heroic",
+            "mapping",
+        ]
+        .into_iter()
+        .find(|t| name.starts_with(&format!("{t}-")))
+        .unwrap_or_else(|| panic!("{name}: no target named"));
+        let lake = dir.path().join(format!("lake-{i}"));
+        let mut args: Vec<String> = vec!["convert".into(), "--quiet".into(), "--lake".into()];
+        args.push(lake.display().to_string());
+        let mapping = |m: &str| vec!["--mapping".to_string(), format!("mappings/{m}.toml")];
+        match target {
+            "detected" => {}
+            "heroku" | "heroku-events" | "terraform" => {
+                args.extend(["--format".into(), target.into()])
+            }
+            "dashboard" | "heroic" => args.extend(mapping(target)),
+            "mapping" => {
+                args.extend(["--mapping".into(), file.display().to_string()]);
+                args.push(good.display().to_string());
+            }
+            other => panic!("{name}: unknown target {other}"),
+        }
+        if target != "mapping" {
+            args.push(file.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = auditlake(&args);
+        let err = stderr(&out);
+        assert!(
+            matches!(out.status.code(), Some(0..=2)),
+            "{name}: {:?} {err}",
+            out.status
+        );
+        assert!(err.lines().count() <= 1, "{name}: {err}");
+        if !out.status.success() {
+            assert!(err.starts_with("auditlake: error: "), "{name}: {err}");
+        }
+        if target == "mapping" && err.contains("bad pattern") {
+            // The regex crate's drawing of the fault is not repeated.
+            assert!(!err.contains(" ^"), "{name}: {err}");
+        }
+    }
+}

@@ -204,7 +204,11 @@ fn rule(column: &str, spec: FieldSpec, is_time: bool) -> anyhow::Result<(FieldRu
         bail!("fields.{column}: the field name is empty");
     }
     let pattern = pattern
-        .map(|p| Regex::new(&p).with_context(|| format!("fields.{column}: bad pattern {p:?}")))
+        .map(|p| {
+            Regex::new(&p).map_err(|e| {
+                anyhow::anyhow!("fields.{column}: bad pattern {p:?}: {}", regex_reason(&e))
+            })
+        })
         .transpose()?;
     if format.is_some() && !is_time {
         bail!("fields.{column}: \"format\" applies to created_at only");
@@ -227,6 +231,18 @@ fn rule(column: &str, spec: FieldSpec, is_time: bool) -> anyhow::Result<(FieldRu
         },
         time_format,
     ))
+}
+
+/// A regex error in one line: the regex crate draws the pattern with a
+/// caret under the fault and the reason last (`error: unclosed group`).
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_string()
 }
 
 #[cfg(test)]
