@@ -8,7 +8,8 @@
 //!   operating system releases when the process dies, however it dies;
 //! - an S3 lake: a lease object, `_auditlake/lease.json`, created with
 //!   `If-None-Match: *` (so exactly one writer creates it) and renewed with
-//!   `If-Match` on its ETag every [`LEASE_RENEW`]. A writer that was killed
+//!   `If-Match` on its ETag every quarter of its length (30 s of the default
+//!   120). A writer that was killed
 //!   stops renewing; once its lease has expired the next writer takes it
 //!   over, again with `If-Match`, so two waiting writers cannot both win.
 //!
@@ -39,9 +40,6 @@ const LEASE_SECONDS: i64 = 120;
 fn lease_renew(lease: i64) -> Duration {
     Duration::from_secs((lease / 4).max(1) as u64)
 }
-
-/// The renewal interval at the default lease length.
-pub const LEASE_RENEW: Duration = Duration::from_secs((LEASE_SECONDS / 4) as u64);
 
 /// How often a waiting writer looks at the lease again.
 const POLL: Duration = Duration::from_millis(500);
