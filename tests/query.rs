@@ -655,3 +655,12 @@ fn string_builders_are_bounded_by_the_memory_limit() {
     );
     assert_eq!(stdout(&out), "n\n300000000\n", "{}", stderr(&out));
 }
+
+/// A session reads each month file as it listed it (see
+/// `common::a_session_reads_whole_files_across_conversions`).
+#[tokio::test]
+async fn a_session_reads_whole_files_across_conversions() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    common::a_session_reads_whole_files_across_a_conversion(lake.to_str().unwrap()).await;
+}

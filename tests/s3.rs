@@ -416,3 +416,21 @@ async fn another_machine_s_lease_is_waited_out() {
     assert!(err.contains("taking over the lapsed lease"), "{err}");
     assert_eq!(counts(&lake), "n,ids\n14,14\n");
 }
+
+/// The snapshot reads hold on S3 too: a read of a month object replaced
+/// after it was listed is refused by `If-Match`, and the next query sees
+/// the new object.
+#[tokio::test]
+async fn an_s3_session_reads_whole_objects_across_conversions() {
+    let Some(bucket) = bucket() else { return };
+    let lake = unique(&bucket, "snapshot");
+    let out = run(&[
+        "convert",
+        "--quiet",
+        "--lake",
+        &lake,
+        testdata("heroku").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    a_session_reads_whole_files_across_a_conversion(&lake).await;
+}

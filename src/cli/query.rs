@@ -62,8 +62,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
         bail!("--format parquet takes a single statement");
     }
     for statement in &statements {
-        let df = engine.sql(statement, params.clone()).await?;
-        let stream = df.execute_stream().await?;
+        let stream = engine.execute(statement, params.clone()).await?;
         print_stream(stream, args.format, &mut *out, None).await?;
     }
     out.flush()?;

@@ -24,11 +24,15 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 
 use crate::lake::Lake;
+use crate::lake::snapshot::SnapshotStore;
 use crate::table::{EVENTS_COLUMNS, TableSpec, ident};
 use prepared::PreparedPlans;
 use pruning::MonthPrunedTable;
@@ -66,6 +70,12 @@ impl Default for EngineOptions {
 /// decoding instead); a 1M-event month (4 row groups) is still split.
 const SPLIT_FILES_FROM_BYTES: usize = 8 * 1024 * 1024;
 
+/// How many times [`Engine::execute`] plans a query again when a conversion
+/// replaced a file it was about to read. A conversion commits a month in one
+/// step and months one after another, so a second listing nearly always
+/// sees a settled file; three covers a run committing several months.
+const REPLANS: usize = 3;
+
 /// A DataFusion session over one lake.
 pub struct Engine {
     ctx: SessionContext,
@@ -74,14 +84,21 @@ pub struct Engine {
     lake: Lake,
     /// Optimized plans of the parameterised queries run in this session.
     prepared: PreparedPlans,
+    /// The store the lake's files are read through, which tells when a file
+    /// was replaced while a query read it.
+    snapshot: Arc<SnapshotStore>,
 }
 
 impl Engine {
     /// Opens `lake`, registering its tables and views. A lake with no tables
     /// opens fine (see [`Engine::is_empty`]); a missing directory is an error.
     pub async fn open(lake: &Lake, options: EngineOptions) -> anyhow::Result<Engine> {
+        // No list-files cache: DataFusion's keeps a table's listing for the
+        // whole session, so a shell open across a conversion would neither
+        // see new months nor the replaced files' new sizes.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit)))
+            .with_object_list_cache_limit(0)
             .build_arc()
             .context("cannot start the query engine")?;
         let mut config = SessionConfig::new()
@@ -101,14 +118,15 @@ impl Engine {
             .context("cannot register the JSON functions")?;
         bounded::register(&ctx, options.memory_limit / 4);
 
+        let snapshot = lake.register_store(&ctx);
         let mut engine = Engine {
             ctx,
             tables: Vec::new(),
             options,
             lake: lake.clone(),
             prepared: PreparedPlans::default(),
+            snapshot,
         };
-        lake.register_store(&engine.ctx);
         if !lake.exists().await? {
             bail!("{}", engine.empty_lake_message());
         }
@@ -240,11 +258,63 @@ impl Engine {
     /// optimized plan is kept for the session (see [`prepared`]); a statement
     /// that changes settings or tables forgets the kept plans.
     pub async fn sql(&self, sql: &str, params: Option<ParamValues>) -> anyhow::Result<DataFrame> {
+        Ok(self.plan(sql, params).await?.0)
+    }
+
+    /// Runs `sql` (one statement) and returns its results as they come.
+    ///
+    /// A conversion may replace a month file between the moment a query
+    /// lists it and the moment it reads it; the read then fails rather than
+    /// mixing two files (see [`crate::lake::snapshot`]). A query that fails
+    /// so before its first batch is planned again over the new listing, up
+    /// to [`REPLANS`] times, and the user sees only the answer. Later in the
+    /// stream the error reaches the user, who asked for rows as they come.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> anyhow::Result<SendableRecordBatchStream> {
+        let mut replans = 0;
+        loop {
+            let replaced = self.snapshot.replacements();
+            let mut is_query = false;
+            let started = async {
+                let (df, query) = self.plan(sql, params.clone()).await?;
+                is_query = query;
+                let mut stream = df.execute_stream().await?;
+                let first = stream.next().await.transpose()?;
+                anyhow::Ok((stream, first))
+            }
+            .await;
+            match started {
+                Ok((rest, first)) => {
+                    let schema = rest.schema();
+                    let batches = futures::stream::iter(first.map(Ok)).chain(rest);
+                    return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)));
+                }
+                Err(e)
+                    if is_query && replans < REPLANS && self.snapshot.replacements() > replaced =>
+                {
+                    replans += 1;
+                    tracing::debug!("planning the query again: {e:#}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Plans `sql` as [`Engine::sql`] does, and tells whether it is a query
+    /// (which reads and changes nothing, so it can run again).
+    async fn plan(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> anyhow::Result<(DataFrame, bool)> {
         if let Some(p) = &params
             && let Some(optimized) = self.prepared.get(sql)
             && prepared::fits(&optimized, p)
         {
-            return Ok(prepared::bind(&self.ctx, optimized, p.clone())?);
+            return Ok((prepared::bind(&self.ctx, optimized, p.clone())?, true));
         }
         // As `SessionContext::sql_with_options`, with a look at the plan
         // before DDL and SET statements take effect.
@@ -264,16 +334,17 @@ impl Engine {
                 let optimized = state.optimize(&plan)?;
                 if prepared::fits(&optimized, &p) {
                     self.prepared.insert(sql, optimized.clone());
-                    return Ok(prepared::bind(&self.ctx, optimized, p)?);
+                    return Ok((prepared::bind(&self.ctx, optimized, p)?, true));
                 }
-                Ok(DataFrame::new(state, plan).with_param_values(p)?)
+                Ok((DataFrame::new(state, plan).with_param_values(p)?, true))
             }
             params => {
                 let df = self.ctx.execute_logical_plan(plan).await?;
-                Ok(match params {
+                let df = match params {
                     Some(p) => df.with_param_values(p)?,
                     None => df,
-                })
+                };
+                Ok((df, query))
             }
         }
     }

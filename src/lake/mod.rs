@@ -9,6 +9,7 @@ pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod parquet;
+pub mod snapshot;
 pub mod status;
 pub mod version;
 
@@ -31,6 +32,7 @@ use url::Url;
 pub use layout::PartitionKey;
 use layout::{META_DIR, is_hidden, parse_partition_dir};
 use manifest::Manifest;
+use snapshot::SnapshotStore;
 
 /// Environment variable naming the default lake.
 pub const LAKE_ENV: &str = "AUDITLAKE_LAKE";
@@ -162,11 +164,21 @@ impl Lake {
         &self.store
     }
 
-    /// Lets `ctx` read this lake's objects (S3 lakes; local files need nothing).
-    pub fn register_store(&self, ctx: &SessionContext) {
-        if let Some(url) = &self.store_url {
-            ctx.register_object_store(url, self.store.clone());
-        }
+    /// Lets `ctx` read this lake's objects, each as it was when the query
+    /// listed it (see [`snapshot`]). Returns the store, whose
+    /// [`SnapshotStore::replacements`] tells whether a failed query read a
+    /// file that a conversion replaced meanwhile.
+    pub fn register_store(&self, ctx: &SessionContext) -> Arc<SnapshotStore> {
+        let (url, inner) = match &self.store_url {
+            Some(url) => (url.clone(), self.store.clone()),
+            None => (
+                Url::parse("file://").expect("file:// is a URL"),
+                Arc::new(LocalFileSystem::new()) as Arc<dyn ObjectStore>,
+            ),
+        };
+        let store = Arc::new(SnapshotStore::new(inner));
+        ctx.register_object_store(&url, store.clone());
+        store
     }
 
     /// `rel` (slash-separated) under the lake root, in the store.

@@ -188,8 +188,7 @@ impl Shell {
 
     async fn execute(&mut self, sql: &str, params: Option<ParamValues>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let df = self.engine.sql(sql, params).await?;
-        let stream = df.execute_stream().await?;
+        let stream = self.engine.execute(sql, params).await?;
         let max_rows = Some(self.max_rows);
         let format = self.format;
         let printed = match &mut self.output {
