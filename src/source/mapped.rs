@@ -289,8 +289,8 @@ fn time_problem(text: &str, format: &TimeFormat) -> String {
 pub fn read_csv<R: Read>(
     reader: R,
     max_record_size: usize,
-    mut record: impl FnMut(u64, &str) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut record: impl FnMut(u64, &str) -> Result<(), SourceError>,
+) -> Result<(), SourceError> {
     let consumed = Rc::new(Cell::new(0u64));
     let record_start = Rc::new(Cell::new(0u64));
     let reader = RecordLimit {
@@ -311,8 +311,7 @@ pub fn read_csv<R: Read>(
             entry: None,
             at: None,
             message: "the CSV file is empty: it has no header row".into(),
-        }
-        .into());
+        });
     }
     let mut row = csv::StringRecord::new();
     let mut json = String::new();
@@ -329,11 +328,12 @@ pub fn read_csv<R: Read>(
                 return Err(SourceError::Invalid {
                     entry: Some(index),
                     at: Some(Position::Byte(record_start.get())),
-                    message: format!("the record is larger than {max_record_size} bytes (the --max-entry-size limit): refused before it is read whole; raise --max-entry-size to convert it"),
-                }
-                .into());
+                    message: format!(
+                        "the record is larger than {max_record_size} bytes (the --max-entry-size limit): refused before it is read whole; raise --max-entry-size to convert it"
+                    ),
+                });
             }
-            Err(e) => return Err(csv_error(Some(index), e).into()),
+            Err(e) => return Err(csv_error(Some(index), e)),
         }
         json.clear();
         json.push('{');

@@ -8,6 +8,9 @@
 //! staging CPU; this parser reads it once, borrows every string without an
 //! escape, and rejects exactly what JSON rejects (RFC 8259: grammar, escapes,
 //! control characters, UTF-8), reporting the byte where it stopped.
+//!
+//! One recursive-descent parser, about 490 lines, with its 210 lines of tests
+//! beside it: each grammar rule is a method on the same cursor.
 
 use std::borrow::Cow;
 use std::ops::Range;
