@@ -4,9 +4,9 @@ use std::io::IsTerminal;
 
 use std::sync::Arc;
 
-use crate::cli::progress::ConvertProgress;
+use crate::cli::progress::{ConvertProgress, total_line};
 use crate::cli::{ConvertArgs, SourceFormat};
-use crate::convert::{self, ArchiveOutcome, ArchiveStatus, ConvertOptions, RunSummary};
+use crate::convert::{self, ConvertOptions};
 use crate::lake::Lake;
 use crate::source::Format;
 use crate::source::mapping::Mapping;
@@ -57,40 +57,4 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
         println!("{}", total_line(&summary));
     }
     Ok(summary.failed == 0)
-}
-
-/// The line printed for one archive on stdout (failures are printed to
-/// stderr instead, so this returns None for them).
-pub fn outcome_line(o: &ArchiveOutcome) -> Option<String> {
-    let months = if o.months.is_empty() {
-        "-".to_string()
-    } else {
-        o.months.join(",")
-    };
-    match o.status {
-        ArchiveStatus::Converted => Some(format!(
-            "converted  {}  {} entries  months {}  {} rows written ({} new)  {:.2}s",
-            o.name, o.entries, months, o.rows_written, o.new_rows, o.seconds
-        )),
-        ArchiveStatus::Unchanged => Some(format!(
-            "unchanged  {}  {} entries  months {}  already converted (use --force to convert again)",
-            o.name, o.entries, months
-        )),
-        ArchiveStatus::Failed => None,
-    }
-}
-
-fn total_line(s: &RunSummary) -> String {
-    format!(
-        "total: {} archive{} ({} converted, {} unchanged, {} failed), {} entries, {} rows written ({} new), {:.2}s",
-        s.archives.len(),
-        if s.archives.len() == 1 { "" } else { "s" },
-        s.converted,
-        s.unchanged,
-        s.failed,
-        s.entries,
-        s.rows_written,
-        s.new_rows,
-        s.seconds
-    )
 }

@@ -120,7 +120,7 @@ pub struct ArchiveOutcome {
 }
 
 impl ArchiveOutcome {
-    fn new(path: &str, status: ArchiveStatus) -> Self {
+    pub(crate) fn new(path: &str, status: ArchiveStatus) -> Self {
         ArchiveOutcome {
             path: path.to_string(),
             name: discover::file_name(path).to_string(),
@@ -155,9 +155,18 @@ pub struct RunSummary {
 
 /// Receives progress while a run goes on (the CLI prints it).
 pub trait Observer: Send + Sync {
-    /// An archive started being read; `progress` counts its bytes read.
-    fn archive_started(&self, _name: &str, _file_bytes: u64, _progress: ByteCounter) {}
-    fn archive_finished(&self, _outcome: &ArchiveOutcome) {}
+    /// Archive number `ordinal` of the run (its place in the input order)
+    /// started being read; `progress` counts its bytes read.
+    fn archive_started(
+        &self,
+        _ordinal: u64,
+        _name: &str,
+        _file_bytes: u64,
+        _progress: ByteCounter,
+    ) {
+    }
+    /// Archive number `ordinal` ended: converted, unchanged or failed.
+    fn archive_finished(&self, _ordinal: u64, _outcome: &ArchiveOutcome) {}
 }
 
 /// An observer that reports nothing.
@@ -410,6 +419,7 @@ fn prepare(
 
     let opened = source::open_archive(path).context("cannot open")?;
     observer.archive_started(
+        ordinal,
         discover::file_name(display),
         opened.file_bytes,
         opened.progress.clone(),

@@ -283,7 +283,7 @@ async fn record_in_order(
             {
                 outcome = failed(&outcome.path, format!("{e:#}"));
             }
-            observer.archive_finished(&outcome);
+            observer.archive_finished(ordinal, &outcome);
             outcomes.push(outcome);
         }
     }
