@@ -78,7 +78,7 @@ fn run() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("auditlake: error: {}", cli::one_line(&format!("{e:#}")));
+            eprintln!("{}", auditlake::report::error_line(&e));
             ExitCode::FAILURE
         }
     }

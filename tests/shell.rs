@@ -78,9 +78,9 @@ events
     assert_eq!(
         errors,
         [
-            "Error: Schema error: No field named nope.",
-            "Error: deploys: missing parameter month (month: UTC calendar month, YYYY-MM); usage: auditlake query --named deploys --param app=<text> --param month=<month>",
-            "Error: unknown command \".bogus\"; .help lists the commands",
+            "auditlake: error: Schema error: No field named nope.",
+            "auditlake: error: deploys: missing parameter month (month: UTC calendar month, YYYY-MM); usage: auditlake query --named deploys --param app=<text> --param month=<month>",
+            "auditlake: error: unknown command \".bogus\"; .help lists the commands",
         ]
     );
     // A script that hit errors exits 1 (after running everything).
@@ -193,7 +193,7 @@ fn writes_are_refused_in_the_shell_too() {
     );
     assert_eq!(
         stderr(&out),
-        "Error: the lake is read-only: DDL statements are refused (pass --allow-write to run them, e.g. for COPY … TO exports)\n"
+        "auditlake: error: the lake is read-only: DDL statements are refused (pass --allow-write to run them, e.g. for COPY … TO exports)\n"
     );
     assert!(stdout(&out).contains("| 14 |"), "{}", stdout(&out));
 }
@@ -229,7 +229,7 @@ fn interactive_session_in_a_pseudo_terminal() {
 
     // An error, then the shell goes on.
     p.send_line("SELEC 1;").unwrap();
-    p.exp_string("Error: SQL error").unwrap();
+    p.exp_string("auditlake: error: SQL error").unwrap();
     p.send_line("SELECT 41 + 1 AS answer;").unwrap();
     p.exp_string("| 42 ").unwrap();
 

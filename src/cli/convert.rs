@@ -47,7 +47,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
             eprintln!(
                 "auditlake: error: {}: {}",
                 outcome.path,
-                crate::cli::one_line(error)
+                crate::report::one_line(error)
             );
         }
     }

@@ -3,10 +3,8 @@
 
 pub mod convert;
 pub mod ddl;
-pub mod print_format;
 pub mod progress;
 pub mod query;
-pub mod statements;
 pub mod status;
 pub mod upgrade;
 
@@ -27,18 +25,6 @@ pub struct Cli {
     /// Log more (repeat for more detail); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-}
-
-/// Tells stderr (one line each) about conversions that were interrupted or
-/// are running: what a reader sees meanwhile is part old, part new.
-pub async fn warn_if_mid_run(lake: &crate::lake::Lake) {
-    match lake.run_warnings().await {
-        Ok(lines) => lines.iter().for_each(|line| eprintln!("{line}")),
-        Err(e) => eprintln!(
-            "warning: cannot read the lake's run journals: {}",
-            one_line(&format!("{e:#}"))
-        ),
-    }
 }
 
 /// Opens the lake of `arg`, which must already hold something.
@@ -146,12 +132,12 @@ pub struct QueryArgs {
     pub named: Option<String>,
 
     /// A parameter KEY=VALUE, bound to the placeholder $KEY (repeatable).
-    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = crate::engine::named::parse_param)]
     pub params: Vec<(String, String)>,
 
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: print_format::OutputFormat,
+    pub format: crate::print_format::OutputFormat,
 
     /// Write the result to a file instead of stdout.
     #[arg(long, short = 'o', value_name = "PATH")]
@@ -181,19 +167,11 @@ pub struct ShellArgs {
 
     /// Output format to start with (`.format` changes it).
     #[arg(long, value_enum, default_value = "table")]
-    pub format: print_format::OutputFormat,
+    pub format: crate::print_format::OutputFormat,
 
     /// Rows shown per result in table and markdown output (`.maxrows` changes it).
     #[arg(long, default_value_t = 40)]
     pub maxrows: usize,
-}
-
-/// Parses `KEY=VALUE`.
-pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("{text:?} is not KEY=VALUE")),
-    }
 }
 
 #[derive(Debug, Args)]
@@ -285,11 +263,6 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("{text:?} is too large"))
-}
-
-/// Collapses a (possibly multi-line) error message into one line.
-pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Human-readable byte count.

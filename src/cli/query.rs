@@ -5,10 +5,10 @@ use std::io::{IsTerminal, Read, Write};
 use anyhow::{Context, bail};
 use datafusion::common::{ParamValues, ScalarValue};
 
-use super::print_format::{OutputFormat, print_stream};
-use super::statements::split_statements;
 use super::{EngineArgs, QueriesArgs, QueryArgs};
-use crate::engine::named::{self, NamedQuery};
+use crate::engine::named::{self, describe_queries, find_named};
+use crate::print_format::{OutputFormat, print_stream};
+use crate::statements::split_statements;
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
     let queries = named::load(args.engine.queries.as_deref())?;
@@ -76,36 +76,6 @@ pub fn list(args: QueriesArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// A readable list of named queries, shared with the shell's `.queries`.
-pub fn describe_queries(queries: &[NamedQuery]) -> String {
-    let mut text = String::new();
-    for q in queries {
-        text.push_str(&format!("{}\n    {}\n", q.name, q.description));
-        for p in &q.params {
-            text.push_str(&format!(
-                "    --param {}=<{}>  {}\n",
-                p.name,
-                p.ty.name(),
-                p.description
-            ));
-        }
-    }
-    text
-}
-
-pub fn find_named<'a>(queries: &'a [NamedQuery], name: &str) -> anyhow::Result<&'a NamedQuery> {
-    queries.iter().find(|q| q.name == name).with_context(|| {
-        format!(
-            "no named query {name:?}; `auditlake queries` lists them ({})",
-            queries
-                .iter()
-                .map(|q| q.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
-}
-
 fn read_stdin() -> anyhow::Result<String> {
     let mut sql = String::new();
     std::io::stdin()
@@ -126,7 +96,7 @@ impl EngineArgs {
             },
         )
         .await?;
-        super::warn_if_mid_run(&lake).await;
+        crate::report::warn_if_mid_run(&lake).await;
         Ok(engine)
     }
 }

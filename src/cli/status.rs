@@ -5,7 +5,7 @@ use crate::cli::{StatusArgs, human_bytes, open_existing_lake};
 pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
     let lake = open_existing_lake(&args.lake).await?;
     let status = lake.status().await?;
-    crate::cli::warn_if_mid_run(&lake).await;
+    crate::report::warn_if_mid_run(&lake).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(true);

@@ -325,6 +325,44 @@ fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(midnight)
 }
 
+/// A readable list of named queries, shared with the shell's `.queries`.
+pub fn describe_queries(queries: &[NamedQuery]) -> String {
+    let mut text = String::new();
+    for q in queries {
+        text.push_str(&format!("{}\n    {}\n", q.name, q.description));
+        for p in &q.params {
+            text.push_str(&format!(
+                "    --param {}=<{}>  {}\n",
+                p.name,
+                p.ty.name(),
+                p.description
+            ));
+        }
+    }
+    text
+}
+
+pub fn find_named<'a>(queries: &'a [NamedQuery], name: &str) -> anyhow::Result<&'a NamedQuery> {
+    queries.iter().find(|q| q.name == name).with_context(|| {
+        format!(
+            "no named query {name:?}; `auditlake queries` lists them ({})",
+            queries
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// Parses a parameter `KEY=VALUE` (`--param`, `.run NAME KEY=VALUE…`).
+pub fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use crate::cli::parse_key_value;
-use crate::cli::print_format::OutputFormat;
+use crate::engine::named::parse_param;
+use crate::print_format::OutputFormat;
 
 /// Usage and description of each meta-command (for `.help` and completion).
 pub const META_COMMANDS: &[(&str, &str)] = &[
@@ -65,7 +65,7 @@ impl MetaCommand {
                 name: name.to_string(),
                 args: rest
                     .iter()
-                    .map(|a| parse_key_value(a))
+                    .map(|a| parse_param(a))
                     .collect::<Result<_, _>>()?,
             }),
             (".run", []) => usage(".run NAME key=value…"),

@@ -11,7 +11,7 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
 use super::command::META_COMMANDS;
-use crate::cli::statements::is_complete;
+use crate::statements::{Lexeme, is_complete, lex};
 
 /// SQL keywords offered for completion and highlighted.
 const KEYWORDS: &[&str] = &[
@@ -196,54 +196,29 @@ impl Highlighter for ShellHelper {
     }
 }
 
-/// Keywords bold blue, strings green, comments grey.
+/// Keywords bold blue, strings green, comments grey, from the lexer that
+/// splits statements (so a keyword inside a comment or a quoted name stays
+/// plain).
 fn highlight_sql(line: &str) -> String {
     const KEYWORD: &str = "\x1b[1;34m";
     const STRING: &str = "\x1b[32m";
     const COMMENT: &str = "\x1b[90m";
     const RESET: &str = "\x1b[0m";
     let mut out = String::with_capacity(line.len() + 16);
-    let mut chars = line.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == '\'' {
-            let mut end = line.len();
-            for (j, d) in chars.by_ref() {
-                if d == '\'' {
-                    end = j + 1;
-                    break;
-                }
-            }
-            out.push_str(STRING);
-            out.push_str(&line[i..end]);
-            out.push_str(RESET);
-        } else if c == '-' && line[i..].starts_with("--") {
-            out.push_str(COMMENT);
-            let end = line[i..].find('\n').map_or(line.len(), |n| i + n);
-            out.push_str(&line[i..end]);
-            out.push_str(RESET);
-            while chars.peek().is_some_and(|(j, _)| *j < end) {
-                chars.next();
-            }
-        } else if c.is_alphabetic() || c == '_' {
-            let mut end = line.len();
-            while let Some(&(j, d)) = chars.peek() {
-                if d.is_alphanumeric() || d == '_' {
-                    chars.next();
-                } else {
-                    end = j;
-                    break;
-                }
-            }
-            let word = &line[i..end];
-            if KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word)) {
-                out.push_str(KEYWORD);
-                out.push_str(word);
-                out.push_str(RESET);
-            } else {
-                out.push_str(word);
-            }
+    for piece in lex(line).0 {
+        let text = &line[piece.range];
+        let colour = match piece.kind {
+            Lexeme::Word if KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(text)) => KEYWORD,
+            Lexeme::String => STRING,
+            Lexeme::LineComment | Lexeme::BlockComment => COMMENT,
+            _ => "",
+        };
+        if colour.is_empty() {
+            out.push_str(text);
         } else {
-            out.push(c);
+            out.push_str(colour);
+            out.push_str(text);
+            out.push_str(RESET);
         }
     }
     out
@@ -258,6 +233,21 @@ mod tests {
         assert_eq!(
             highlight_sql("select app from t where x = 'from'"),
             "\x1b[1;34mselect\x1b[0m app \x1b[1;34mfrom\x1b[0m t \x1b[1;34mwhere\x1b[0m x = \x1b[32m'from'\x1b[0m"
+        );
+    }
+
+    /// The highlighter and the splitter once disagreed on these: a keyword
+    /// in a block comment or a quoted name was coloured, and a `'` inside a
+    /// quoted name started a string.
+    #[test]
+    fn comments_and_quoted_names_are_not_code() {
+        assert_eq!(
+            highlight_sql("/* select */ select \"from\" from t"),
+            "\x1b[90m/* select */\x1b[0m \x1b[1;34mselect\x1b[0m \"from\" \x1b[1;34mfrom\x1b[0m t"
+        );
+        assert_eq!(
+            highlight_sql("select \"it's\", 'a''b' from t -- from"),
+            "\x1b[1;34mselect\x1b[0m \"it's\", \x1b[32m'a''b'\x1b[0m \x1b[1;34mfrom\x1b[0m t \x1b[90m-- from\x1b[0m"
         );
     }
 }

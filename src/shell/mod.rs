@@ -18,11 +18,10 @@ use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{Config, Editor};
 
-use crate::cli::print_format::{OutputFormat, print_stream};
-use crate::cli::query::{describe_queries, find_named};
-use crate::cli::statements::{is_complete, split_statements};
 use crate::engine::Engine;
-use crate::engine::named::NamedQuery;
+use crate::engine::named::{NamedQuery, describe_queries, find_named};
+use crate::print_format::{OutputFormat, print_stream};
+use crate::statements::{is_complete, split_statements};
 use command::{MetaCommand, help_text};
 use helper::{ShellHelper, Vocabulary};
 
@@ -275,9 +274,9 @@ impl Shell {
     }
 }
 
-/// Prints an error in one or two lines.
+/// Prints an error on one line, as the commands do.
 fn report(e: &anyhow::Error) {
-    eprintln!("Error: {}", crate::cli::one_line(&format!("{e:#}")));
+    eprintln!("{}", crate::report::error_line(e));
 }
 
 /// `$XDG_STATE_HOME/auditlake/history`, else `~/.local/state/auditlake/history`.
