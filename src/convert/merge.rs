@@ -124,45 +124,18 @@ pub async fn merge_into(
     }
     let rows_before = old.map_or(0, |f| f.rows);
 
-    let sql = if !has_old && !repeated_keys {
-        // A new month file whose staged keys are all distinct: nothing to
-        // dedupe, one sort.
-        format!(
-            "SELECT {columns}, CAST({entry} AS BIGINT) AS {FIRST_COLUMN} FROM {new_table} ORDER BY {order}"
-        )
-    } else if has_old
+    let shares_keys = has_old
         && !repeated_keys
-        && !old_shares_keys(ctx, &old_table, spec.key_column, staged).await?
-    {
-        // New rows for an existing month (the events of the month before,
-        // which every monthly archive has), none of them already there:
-        // nothing to dedupe; the old file is merged in order, not sorted.
-        format!(
-            "SELECT {columns}, CAST(-1 AS BIGINT) AS {FIRST_COLUMN} FROM {old_table} \
-             UNION ALL \
-             SELECT {columns}, CAST({entry} AS BIGINT) AS {FIRST_COLUMN} FROM {new_table} \
-             ORDER BY {order}"
-        )
-    } else {
-        // Old rows come first (priority -1); per key, the last row in
-        // priority order is kept, and the first says who brought the key.
-        let mut sources =
-            format!("SELECT {columns}, CAST({entry} AS BIGINT) AS _prio FROM {new_table}");
-        if has_old {
-            sources = format!(
-                "SELECT {columns}, CAST(-1 AS BIGINT) AS _prio FROM {old_table} UNION ALL {sources}"
-            );
-        }
-        format!(
-            "SELECT {columns}, {FIRST_COLUMN} FROM (\
-               SELECT *, \
-                 lead(_prio) OVER (PARTITION BY {key} ORDER BY _prio) AS _next, \
-                 first_value(_prio) OVER (PARTITION BY {key} ORDER BY _prio \
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {FIRST_COLUMN} \
-               FROM ({sources})\
-             ) WHERE _next IS NULL ORDER BY {order}"
-        )
-    };
+        && old_shares_keys(ctx, &old_table, spec.key_column, staged).await?;
+    let sql = MergeSql {
+        columns: &columns,
+        key: &key,
+        order: &order,
+        entry: &entry,
+        new_table: &new_table,
+        old_table: &old_table,
+    }
+    .sql(MergeKind::choose(has_old, repeated_keys, shares_keys));
 
     let result = match ctx.sql(&sql).await.context("cannot plan the merge") {
         Ok(df) => write_frame(lake, spec, df, target).await,
@@ -176,6 +149,85 @@ pub async fn merge_into(
         rows_after,
         new_by_archive,
     })
+}
+
+/// How a partition merges, chosen from what is known before a row is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MergeKind {
+    /// A new month file whose staged keys are all distinct: nothing to
+    /// dedupe, one sort.
+    Sort,
+    /// New rows for an existing month (the events of the month before,
+    /// which every monthly archive has), none of them already there:
+    /// nothing to dedupe; the old file is merged in order, not sorted.
+    Append,
+    /// Keys repeat: per key, the last row in priority order is kept (old
+    /// rows first), and the first row says who brought the key.
+    Dedupe { has_old: bool },
+}
+
+impl MergeKind {
+    /// `shares_keys`: whether the old file may hold a staged key (only
+    /// looked at when the file exists and the staged keys are distinct).
+    fn choose(has_old: bool, repeated_keys: bool, shares_keys: bool) -> MergeKind {
+        match (has_old, repeated_keys) {
+            (false, false) => MergeKind::Sort,
+            (true, false) if !shares_keys => MergeKind::Append,
+            _ => MergeKind::Dedupe { has_old },
+        }
+    }
+}
+
+/// The quoted names a merge's SQL is made of.
+struct MergeSql<'a> {
+    columns: &'a str,
+    key: &'a str,
+    order: &'a str,
+    entry: &'a str,
+    new_table: &'a str,
+    old_table: &'a str,
+}
+
+impl MergeSql<'_> {
+    fn sql(&self, kind: MergeKind) -> String {
+        let MergeSql {
+            columns,
+            key,
+            order,
+            entry,
+            new_table,
+            old_table,
+        } = self;
+        match kind {
+            MergeKind::Sort => format!(
+                "SELECT {columns}, CAST({entry} AS BIGINT) AS {FIRST_COLUMN} FROM {new_table} ORDER BY {order}"
+            ),
+            MergeKind::Append => format!(
+                "SELECT {columns}, CAST(-1 AS BIGINT) AS {FIRST_COLUMN} FROM {old_table} \
+                 UNION ALL \
+                 SELECT {columns}, CAST({entry} AS BIGINT) AS {FIRST_COLUMN} FROM {new_table} \
+                 ORDER BY {order}"
+            ),
+            MergeKind::Dedupe { has_old } => {
+                let mut sources =
+                    format!("SELECT {columns}, CAST({entry} AS BIGINT) AS _prio FROM {new_table}");
+                if has_old {
+                    sources = format!(
+                        "SELECT {columns}, CAST(-1 AS BIGINT) AS _prio FROM {old_table} UNION ALL {sources}"
+                    );
+                }
+                format!(
+                    "SELECT {columns}, {FIRST_COLUMN} FROM (\
+                       SELECT *, \
+                         lead(_prio) OVER (PARTITION BY {key} ORDER BY _prio) AS _next, \
+                         first_value(_prio) OVER (PARTITION BY {key} ORDER BY _prio \
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {FIRST_COLUMN} \
+                       FROM ({sources})\
+                     ) WHERE _next IS NULL ORDER BY {order}"
+                )
+            }
+        }
+    }
 }
 
 /// Whether a key of the old file may also be among the staged keys (a hash
@@ -278,4 +330,62 @@ pub async fn write_frame(
         .await
         .with_context(|| format!("cannot replace {}", lake.object_url(target)))?;
     Ok((rows, new_by_archive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_merge_dedupes_only_when_a_key_may_repeat() {
+        use MergeKind::*;
+        let cases = [
+            // (has_old, repeated_keys, shares_keys) -> kind
+            ((false, false, false), Sort),
+            ((false, true, false), Dedupe { has_old: false }),
+            ((true, false, false), Append),
+            ((true, false, true), Dedupe { has_old: true }),
+            ((true, true, false), Dedupe { has_old: true }),
+            ((true, true, true), Dedupe { has_old: true }),
+        ];
+        for ((has_old, repeated, shares), kind) in cases {
+            assert_eq!(
+                MergeKind::choose(has_old, repeated, shares),
+                kind,
+                "{has_old} {repeated} {shares}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_kind_reads_what_it_must() {
+        let names = MergeSql {
+            columns: "\"id\", \"v\"",
+            key: "\"id\"",
+            order: "\"id\" ASC NULLS LAST",
+            entry: "\"_entry\"",
+            new_table: "n",
+            old_table: "o",
+        };
+        assert_eq!(
+            names.sql(MergeKind::Sort),
+            format!(
+                "SELECT \"id\", \"v\", CAST(\"_entry\" AS BIGINT) AS {FIRST_COLUMN} FROM n ORDER BY \"id\" ASC NULLS LAST"
+            )
+        );
+        let append = names.sql(MergeKind::Append);
+        assert!(append.contains(" FROM o UNION ALL SELECT "), "{append}");
+        assert!(!append.contains("OVER"), "{append}");
+        let fresh = names.sql(MergeKind::Dedupe { has_old: false });
+        assert!(
+            fresh.contains("lead(_prio) OVER (PARTITION BY \"id\" ORDER BY _prio)"),
+            "{fresh}"
+        );
+        assert!(!fresh.contains("FROM o"), "{fresh}");
+        let both = names.sql(MergeKind::Dedupe { has_old: true });
+        assert!(
+            both.contains("CAST(-1 AS BIGINT) AS _prio FROM o UNION ALL SELECT"),
+            "{both}"
+        );
+    }
 }

@@ -43,7 +43,6 @@ use tempfile::TempDir;
 use tokio::sync::Semaphore;
 
 use crate::lake::lock as lake_lock;
-use crate::lake::manifest::ArchiveRecord;
 use crate::lake::{Lake, PartitionKey, commit::remove_stale_temp_files};
 use crate::source::{self, ByteCounter, Format};
 use crate::table::TableSpec;
@@ -263,6 +262,17 @@ async fn convert_locked(
         observer.clone(),
         run_log.clone(),
     );
+    let job = StageJob {
+        lake: lake.clone(),
+        force: options.force,
+        format: options.format.clone(),
+        // An entry must fit the merge's sort with the whole pool (it takes
+        // ~2.3x its size there).
+        max_entry_size: options.max_entry_size.min(options.memory_limit / 5 * 2),
+        staging: scratch.path().to_path_buf(),
+        observer: observer.clone(),
+        permits: permits.clone(),
+    };
     let mut pending = VecDeque::new();
     let mut queue = archives.into_iter().enumerate().peekable();
     let mut seen = HashSet::new();
@@ -271,41 +281,11 @@ async fn convert_locked(
             let Some((ordinal, input)) = queue.next() else {
                 break;
             };
-            let lake = lake.clone();
-            let force = options.force;
-            let format = options.format.clone();
-            // An entry must fit the merge's sort with the whole pool (it
-            // takes ~2.3x its size there).
-            let max_entry_size = options.max_entry_size.min(options.memory_limit / 5 * 2);
-            let staging = scratch.path().to_path_buf();
-            let observer = observer.clone();
-            let permits = permits.clone();
+            let job = job.clone();
             pending.push_back(tokio::spawn(async move {
                 let display = input.display.clone();
-                let result = async {
-                    // Fair: archives start in input order.
-                    let _permit = permits.acquire_owned().await?;
-                    let fetched = discover::fetch(&input, &staging).await?;
-                    let handle = tokio::runtime::Handle::current();
-                    tokio::task::spawn_blocking(move || {
-                        prepare(
-                            &lake,
-                            &input.display,
-                            fetched.path(),
-                            ordinal as u64,
-                            force,
-                            format.as_ref(),
-                            max_entry_size,
-                            &staging,
-                            observer.as_ref(),
-                            &handle,
-                        )
-                    })
-                    .await
-                    .context("a conversion task panicked")?
-                }
-                .await;
-                (ordinal as u64, display, result)
+                let ordinal = ordinal as u64;
+                (ordinal, display, job.run(ordinal, input).await)
             }));
         }
         let Some(handle) = pending.pop_front() else {
@@ -389,126 +369,113 @@ pub fn merge_session(memory_limit: usize, spill_dir: &Path) -> anyhow::Result<Se
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
-/// Phase 1: hash, look up, and stage one archive (`display` is how the user
-/// named it; `path` where its bytes are on disk).
-#[allow(clippy::too_many_arguments)]
-fn prepare(
-    lake: &Lake,
-    display: &str,
-    path: &Path,
-    ordinal: u64,
+/// What staging an archive needs, set once per run and cloned into each
+/// archive's task.
+#[derive(Clone)]
+struct StageJob {
+    lake: Lake,
     force: bool,
-    forced: Option<&Format>,
+    format: Option<Format>,
     max_entry_size: usize,
-    staging_root: &Path,
-    observer: &dyn Observer,
-    runtime: &tokio::runtime::Handle,
-) -> anyhow::Result<Prepared> {
-    let started = Instant::now();
-    let sha256 = sha256_file(path)?;
-    if !force && let Some(record) = runtime.block_on(lake.manifest().get(&sha256))? {
-        let mut outcome = ArchiveOutcome::new(display, ArchiveStatus::Unchanged);
-        outcome.sha256 = Some(sha256);
-        outcome.format = Some(record.format);
-        outcome.table = Some(record.table);
-        outcome.entries = record.entries;
-        outcome.months = record.months;
-        outcome.seconds = started.elapsed().as_secs_f64();
-        return Ok(Prepared::Unchanged(outcome));
-    }
-
-    let opened = source::open_archive(path).context("cannot open")?;
-    observer.archive_started(
-        ordinal,
-        discover::file_name(display),
-        opened.file_bytes,
-        opened.progress.clone(),
-    );
-    let dir = tempfile::Builder::new()
-        .prefix("stage-")
-        .tempdir_in(staging_root)
-        .context("cannot create a staging directory")?;
-    let owner_fallback =
-        discover::account_from_file_name(path).unwrap_or_else(|| "unknown".to_string());
-    let mut stager: Option<Stager> = None;
-    let (format, stats) =
-        source::read_archive(opened.reader, forced, max_entry_size, |format, batch| {
-            stager
-                .get_or_insert_with(|| {
-                    Stager::new(
-                        dir.path(),
-                        format.table_spec(),
-                        owner_fallback.clone(),
-                        ordinal,
-                    )
-                })
-                .push(batch)
-        })?;
-    let parts = match stager {
-        Some(s) => s.finish()?,
-        None => Vec::new(),
-    };
-    Ok(Prepared::Staged(StagedArchive {
-        ordinal,
-        path: display.to_string(),
-        sha256,
-        spec: format.table_spec(),
-        format,
-        entries: stats.entries,
-        parts,
-        _dir: dir,
-        started,
-    }))
+    /// Where staging files (and fetched S3 archives) go.
+    staging: PathBuf,
+    observer: Arc<dyn Observer>,
+    /// The run's CPU permits; staging an archive holds one.
+    permits: Arc<Semaphore>,
 }
 
-/// Records a committed archive in the manifest; returns its outcome.
-async fn record(
-    lake: &Lake,
-    staged: &StagedArchive,
-    merged: &[(PartitionKey, Result<merge::MergeStats, String>)],
-) -> Result<ArchiveOutcome, (String, anyhow::Error)> {
-    let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
-    let mut months = Vec::new();
-    for (key, stats) in merged {
-        let stats = stats
-            .as_ref()
-            .expect("only called when every merge succeeded");
-        outcome.rows_written += stats.rows_after;
-        outcome.new_rows += stats
-            .new_by_archive
-            .get(&staged.ordinal)
-            .copied()
-            .unwrap_or(0);
-        months.push(key.month_label());
-    }
-    months.sort();
-    months.dedup();
-    outcome.sha256 = Some(staged.sha256.clone());
-    outcome.format = Some(staged.format.name().to_string());
-    outcome.table = Some(staged.spec.name.clone());
-    outcome.entries = staged.entries;
-    outcome.months = months;
-    outcome.seconds = staged.started.elapsed().as_secs_f64();
-    let record = ArchiveRecord {
-        sha256: staged.sha256.clone(),
-        name: outcome.name.clone(),
-        path: outcome.path.clone(),
-        format: outcome.format.clone().unwrap_or_default(),
-        table: outcome.table.clone().unwrap_or_default(),
-        entries: outcome.entries,
-        rows_written: outcome.rows_written,
-        new_rows: outcome.new_rows,
-        months: outcome.months.clone(),
-        converted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        seconds: outcome.seconds,
-        auditlake_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    lake.manifest()
-        .put(&record)
+impl StageJob {
+    /// Phase 1 for archive number `ordinal`: fetch it if it is remote, then
+    /// hash, look up and stage it on a blocking thread, holding a permit.
+    async fn run(self, ordinal: u64, input: discover::Input) -> anyhow::Result<Prepared> {
+        // Fair: archives start in input order.
+        let _permit = self.permits.clone().acquire_owned().await?;
+        let fetched = discover::fetch(&input, &self.staging).await?;
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            self.prepare(&input.display, fetched.path(), ordinal, &runtime)
+        })
         .await
-        .context("the data was merged but the conversion record could not be written")
-        .map_err(|e| (staged.path.clone(), e))?;
-    Ok(outcome)
+        .context("a conversion task panicked")?
+    }
+
+    /// Hashes, looks up, and stages one archive (`display` is how the user
+    /// named it; `path` where its bytes are on disk).
+    fn prepare(
+        &self,
+        display: &str,
+        path: &Path,
+        ordinal: u64,
+        runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<Prepared> {
+        let started = Instant::now();
+        let sha256 = sha256_file(path)?;
+        if !self.force
+            && let Some(record) = runtime.block_on(self.lake.manifest().get(&sha256))?
+        {
+            let mut outcome = ArchiveOutcome::new(display, ArchiveStatus::Unchanged);
+            outcome.sha256 = Some(sha256);
+            outcome.format = Some(record.format);
+            outcome.table = Some(record.table);
+            outcome.entries = record.entries;
+            outcome.months = record.months;
+            outcome.seconds = started.elapsed().as_secs_f64();
+            return Ok(Prepared::Unchanged(outcome));
+        }
+
+        let opened = source::open_archive(path).context("cannot open")?;
+        self.observer.archive_started(
+            ordinal,
+            discover::file_name(display),
+            opened.file_bytes,
+            opened.progress.clone(),
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("stage-")
+            .tempdir_in(&self.staging)
+            .context("cannot create a staging directory")?;
+        let owner_fallback =
+            discover::account_from_file_name(path).unwrap_or_else(|| "unknown".to_string());
+        let mut stager: Option<Stager> = None;
+        let read = source::read_archive(
+            opened.reader,
+            self.format.as_ref(),
+            self.max_entry_size,
+            |format, batch| {
+                stager
+                    .get_or_insert_with(|| {
+                        Stager::new(
+                            dir.path(),
+                            format.table_spec(),
+                            owner_fallback.clone(),
+                            ordinal,
+                        )
+                    })
+                    .push(batch)
+            },
+        );
+        let (format, stats) = match read {
+            Ok(read) => read,
+            // The staging's own error, as it was.
+            Err(source::SourceError::Sink(e)) => return Err(e),
+            Err(e) => return Err(e.into()),
+        };
+        let parts = match stager {
+            Some(s) => s.finish()?,
+            None => Vec::new(),
+        };
+        Ok(Prepared::Staged(StagedArchive {
+            ordinal,
+            path: display.to_string(),
+            sha256,
+            spec: format.table_spec(),
+            format,
+            entries: stats.entries,
+            parts,
+            _dir: dir,
+            started,
+        }))
+    }
 }
 
 /// Hex sha256 of a file's bytes (errors do not repeat the path).

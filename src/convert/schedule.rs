@@ -28,9 +28,8 @@ use tokio::task::JoinHandle;
 use super::journal::RunLog;
 use super::merge::{self, MergeStats};
 use super::stage::StagedPart;
-use super::{
-    ArchiveOutcome, ArchiveStatus, LARGE_MERGE_ROWS, Observer, StagedArchive, failed, record,
-};
+use super::{ArchiveOutcome, ArchiveStatus, LARGE_MERGE_ROWS, Observer, StagedArchive, failed};
+use crate::lake::manifest::ArchiveRecord;
 use crate::lake::{Lake, PartitionKey};
 
 /// A partition of one table.
@@ -153,16 +152,12 @@ impl Scheduler {
                 archive: archive.clone(),
             },
         ));
-        let complete: Vec<Partition> = match first_month {
-            _ if self.open_rows >= OPEN_ROWS => self.open.keys().cloned().collect(),
-            Some(first) => self
-                .open
-                .keys()
-                .filter(|(table, key)| *table == archive.spec.name && (key.year, key.month) < first)
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
+        let complete = complete_partitions(
+            self.open.keys(),
+            &archive.spec.name,
+            first_month,
+            self.open_rows,
+        );
         for partition in complete {
             self.start_merge(partition);
         }
@@ -226,6 +221,27 @@ impl Scheduler {
             handle.await.context("a merge task failed")?;
         }
         self.recorder.await.context("recording the archives failed")
+    }
+}
+
+/// The open partitions that the arrival of an archive of `table`, whose
+/// first month is `first_month`, shows to be complete: the months of its
+/// table before that one (archives come in time order, so later ones are
+/// unlikely to add to them), or every open partition once the staged rows
+/// not yet merged reach [`OPEN_ROWS`].
+fn complete_partitions<'a>(
+    open: impl Iterator<Item = &'a Partition>,
+    table: &str,
+    first_month: Option<(i32, u32)>,
+    open_rows: u64,
+) -> Vec<Partition> {
+    match first_month {
+        _ if open_rows >= OPEN_ROWS => open.cloned().collect(),
+        Some(first) => open
+            .filter(|(t, key)| t == table && (key.year, key.month) < first)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
     }
 }
 
@@ -358,4 +374,113 @@ async fn merge_partition(
 /// Whether a merge failed for want of memory in the pool.
 fn out_of_memory(e: &anyhow::Error) -> bool {
     format!("{e:#}").contains("Resources exhausted")
+}
+
+/// Records a committed archive in the manifest; returns its outcome.
+async fn record(
+    lake: &Lake,
+    staged: &StagedArchive,
+    merged: &[(PartitionKey, Result<merge::MergeStats, String>)],
+) -> Result<ArchiveOutcome, (String, anyhow::Error)> {
+    let mut outcome = ArchiveOutcome::new(&staged.path, ArchiveStatus::Converted);
+    let mut months = Vec::new();
+    for (key, stats) in merged {
+        let stats = stats
+            .as_ref()
+            .expect("only called when every merge succeeded");
+        outcome.rows_written += stats.rows_after;
+        outcome.new_rows += stats
+            .new_by_archive
+            .get(&staged.ordinal)
+            .copied()
+            .unwrap_or(0);
+        months.push(key.month_label());
+    }
+    months.sort();
+    months.dedup();
+    outcome.sha256 = Some(staged.sha256.clone());
+    outcome.format = Some(staged.format.name().to_string());
+    outcome.table = Some(staged.spec.name.clone());
+    outcome.entries = staged.entries;
+    outcome.months = months;
+    outcome.seconds = staged.started.elapsed().as_secs_f64();
+    let record = ArchiveRecord {
+        sha256: staged.sha256.clone(),
+        name: outcome.name.clone(),
+        path: outcome.path.clone(),
+        format: outcome.format.clone().unwrap_or_default(),
+        table: outcome.table.clone().unwrap_or_default(),
+        entries: outcome.entries,
+        rows_written: outcome.rows_written,
+        new_rows: outcome.new_rows,
+        months: outcome.months.clone(),
+        converted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        seconds: outcome.seconds,
+        auditlake_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    lake.manifest()
+        .put(&record)
+        .await
+        .context("the data was merged but the conversion record could not be written")
+        .map_err(|e| (staged.path.clone(), e))?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(table: &str, year: i32, month: u32, owner: &str) -> Partition {
+        (
+            table.to_string(),
+            PartitionKey {
+                year,
+                month,
+                owner: owner.to_string(),
+            },
+        )
+    }
+
+    fn labels(partitions: Vec<Partition>) -> Vec<String> {
+        partitions
+            .iter()
+            .map(|(t, k)| format!("{t} {} {}", k.month_label(), k.owner))
+            .collect()
+    }
+
+    #[test]
+    fn an_archive_completes_the_earlier_months_of_its_table() {
+        let open: BTreeMap<Partition, ()> = [
+            partition("heroku", 2023, 12, "acme"),
+            partition("heroku", 2024, 1, "acme"),
+            partition("heroku", 2024, 1, "globex"),
+            partition("heroku", 2024, 2, "acme"),
+            partition("terraform", 2023, 11, "acme"),
+        ]
+        .into_iter()
+        .map(|p| (p, ()))
+        .collect();
+        let complete =
+            |table, first, rows| labels(complete_partitions(open.keys(), table, first, rows));
+        assert_eq!(
+            complete("heroku", Some((2024, 2)), 0),
+            [
+                "heroku 2023-12 acme",
+                "heroku 2024-01 acme",
+                "heroku 2024-01 globex"
+            ]
+        );
+        assert_eq!(
+            complete("heroku", Some((2023, 12)), 0),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            complete("terraform", Some((2024, 1)), OPEN_ROWS - 1),
+            ["terraform 2023-11 acme"]
+        );
+        // An archive with no rows completes nothing, unless memory says so.
+        assert_eq!(complete("heroku", None, 0), Vec::<String>::new());
+        assert_eq!(complete("heroku", None, OPEN_ROWS).len(), 5);
+        assert_eq!(complete("heroku", Some((2023, 1)), OPEN_ROWS).len(), 5);
+    }
 }
