@@ -2,13 +2,11 @@
 //! binary on temporary lakes. Expected values are worked out by hand from the
 //! files in `testdata/` (see testdata/README.md).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, Encoding, LogicalType, Type as PhysicalType};
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
@@ -308,7 +306,7 @@ async fn every_entry_can_be_rebuilt_from_the_lake() {
     main_job(&lake);
 
     let mut originals = BTreeMap::new();
-    for f in common::files_under(&testdata("heroku")) {
+    for f in crate::common::files_under(&testdata("heroku")) {
         for e in read_entries(&testdata("heroku").join(f)) {
             originals.insert(e["id"].as_str().unwrap().to_string(), e);
         }

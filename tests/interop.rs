@@ -10,11 +10,9 @@
 //! (AUDITLAKE_TEST_PYTHON, set by scripts/test-services, which installs
 //! them, pinned); skipped only when that variable is absent.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Runs `script` with the test Python; None when there is none.
 fn python(script: &str, args: &[&str]) -> Option<String> {

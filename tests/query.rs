@@ -1,9 +1,7 @@
 //! `auditlake query` and `auditlake queries` through the real binary on the
 //! testdata lake; expected answers are worked out in testdata/README.md.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn ok(out: std::process::Output) -> String {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
@@ -662,5 +660,5 @@ fn string_builders_are_bounded_by_the_memory_limit() {
 async fn a_session_reads_whole_files_across_conversions() {
     let dir = testdata_lake();
     let lake = dir.path().join("lake");
-    common::a_session_reads_whole_files_across_a_conversion(lake.to_str().unwrap()).await;
+    crate::common::a_session_reads_whole_files_across_a_conversion(lake.to_str().unwrap()).await;
 }

@@ -2,12 +2,10 @@
 //! scripts/test-services on 127.0.0.1). Skipped only when AWS_ENDPOINT_URL
 //! is absent; scripts/test (and so CI) always sets it.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 

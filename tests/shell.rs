@@ -1,11 +1,9 @@
 //! `auditlake shell`: scripted through stdin, and interactive through a real
 //! pseudo-terminal.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn scripted(lake: &std::path::Path, script: &str) -> std::process::Output {
     auditlake_with_stdin(&["shell", "--lake", lake.to_str().unwrap()], script)

@@ -3,11 +3,9 @@
 //! exports, format detection and forcing, and the `events` view over all.
 //! Expected values are worked out in testdata/README.md.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn lake_arg(lake: &Path) -> &str {
     lake.to_str().unwrap()

@@ -3,13 +3,11 @@
 //! `month=MM` directories, no `lake.json`) becomes exactly the lake a fresh
 //! conversion writes, file by file, resumably.
 
-mod common;
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeBinaryArray, RecordBatch, StringArray,
 };
