@@ -14,6 +14,6 @@ pub mod print_format;
 pub mod report;
 pub mod shell;
 pub mod source;
-pub mod statements;
+pub(crate) mod statements;
 pub mod synthetic;
 pub mod table;

@@ -5,8 +5,7 @@ use std::io::IsTerminal;
 use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
-use auditlake::cli::{self, Cli, Command, ShellArgs};
-use auditlake::shell::Shell;
+use auditlake::cli::{self, Cli};
 
 /// mimalloc, as in datafusion-cli: fewer page faults and less resident memory
 /// than glibc's per-thread arenas under a parser that allocates per member.
@@ -63,17 +62,7 @@ fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(async {
-        match command {
-            Command::Convert(args) => cli::convert::run(args).await,
-            Command::Status(args) => cli::status::run(args).await,
-            Command::Query(args) => cli::query::run(args).await,
-            Command::Queries(args) => cli::query::list(args),
-            Command::Shell(args) => run_shell(args).await,
-            Command::Ddl(args) => cli::ddl::run(args).await,
-            Command::Upgrade(args) => cli::upgrade::run(args).await,
-        }
-    });
+    let result = runtime.block_on(cli::run(command));
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -82,14 +71,6 @@ fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run_shell(args: ShellArgs) -> anyhow::Result<bool> {
-    let queries = auditlake::engine::named::load(args.engine.queries.as_deref())?;
-    let engine = args.engine.open(&args.lake).await?;
-    Shell::new(engine, queries, args.format, args.maxrows)
-        .run()
-        .await
 }
 
 /// Logs go to stderr; `-v` shows info, `-vv` debug; `RUST_LOG` overrides.

@@ -1,12 +1,12 @@
 //! Command-line interface: argument parsing and what each command prints.
 //! Knows nothing of archive formats or Parquet details.
 
-pub mod convert;
-pub mod ddl;
-pub mod progress;
-pub mod query;
-pub mod status;
-pub mod upgrade;
+mod convert;
+mod ddl;
+mod progress;
+mod query;
+mod status;
+mod upgrade;
 
 use std::path::PathBuf;
 
@@ -25,6 +25,28 @@ pub struct Cli {
     /// Log more (repeat for more detail); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Runs one command; returns whether it fully succeeded (exit code 0) or
+/// reported failures it went past (1). An `Err` stopped it.
+pub async fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Convert(args) => convert::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Query(args) => query::run(args).await,
+        Command::Queries(args) => query::list(args),
+        Command::Shell(args) => shell(args).await,
+        Command::Ddl(args) => ddl::run(args).await,
+        Command::Upgrade(args) => upgrade::run(args).await,
+    }
+}
+
+async fn shell(args: ShellArgs) -> anyhow::Result<bool> {
+    let queries = crate::engine::named::load(args.engine.queries.as_deref())?;
+    let engine = args.engine.open(&args.lake).await?;
+    crate::shell::Shell::new(engine, queries, args.format, args.maxrows)
+        .run()
+        .await
 }
 
 /// Opens the lake of `arg`, which must already hold something.

@@ -118,13 +118,17 @@ async fn list_s3(location: &str) -> anyhow::Result<Vec<Input>> {
 /// (streamed to disk, so memory stays bounded) removed when dropped.
 pub enum Fetched {
     Local(PathBuf),
-    Downloaded(tempfile::TempDir, PathBuf),
+    Downloaded {
+        /// Removes the download when dropped.
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
 }
 
 impl Fetched {
     pub fn path(&self) -> &Path {
         match self {
-            Fetched::Local(p) | Fetched::Downloaded(_, p) => p,
+            Fetched::Local(p) | Fetched::Downloaded { path: p, .. } => p,
         }
     }
 }
@@ -155,7 +159,10 @@ pub async fn fetch(input: &Input, scratch: &Path) -> anyhow::Result<Fetched> {
             .context("cannot save the download")?;
     }
     file.flush().await.context("cannot save the download")?;
-    Ok(Fetched::Downloaded(dir, local))
+    Ok(Fetched::Downloaded {
+        _dir: dir,
+        path: local,
+    })
 }
 
 /// File name endings searched for in directories (each also with `.gz`).

@@ -37,7 +37,6 @@ use crate::table::{TableSpec, ident};
 /// Row counts of one merged partition file.
 #[derive(Debug, Clone, Default)]
 pub struct MergeStats {
-    pub rows_before: u64,
     pub rows_after: u64,
     /// Keys new to the file, by the ordinal of the archive that first had them.
     pub new_by_archive: BTreeMap<u64, u64>,
@@ -122,7 +121,6 @@ pub async fn merge_into(
             .await
             .with_context(|| format!("cannot read {target_url}"))?;
     }
-    let rows_before = old.map_or(0, |f| f.rows);
 
     let shares_keys = has_old
         && !repeated_keys
@@ -145,7 +143,6 @@ pub async fn merge_into(
     let _ = ctx.deregister_table(&old_table);
     let (rows_after, new_by_archive) = result?;
     Ok(MergeStats {
-        rows_before,
         rows_after,
         new_by_archive,
     })

@@ -18,13 +18,13 @@
 //! Staged rows not yet merged are bounded ([`schedule::OPEN_ROWS`]), which
 //! bounds the temporary disk used and the key hashes held in memory.
 
-pub mod discover;
+pub(crate) mod discover;
 mod journal;
-pub mod merge;
+pub(crate) mod merge;
 mod schedule;
-pub mod scratch;
-pub mod stage;
-pub mod upgrade;
+pub(crate) mod scratch;
+pub(crate) mod stage;
+pub(crate) mod upgrade;
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Read;

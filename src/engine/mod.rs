@@ -9,10 +9,10 @@
 //! SQL is read-only unless the engine is opened with writes allowed.
 
 mod bounded;
-pub mod limits;
+pub(crate) mod limits;
 pub mod named;
-pub mod prepared;
-pub mod pruning;
+pub(crate) mod prepared;
+pub(crate) mod pruning;
 
 use std::sync::Arc;
 

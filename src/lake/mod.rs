@@ -2,16 +2,16 @@
 //! named, and how they are replaced atomically. Knows nothing of SQL or of
 //! archive formats (only the [`TableSpec`](crate::table::TableSpec) shape).
 
-pub mod commit;
-pub mod ddl;
-pub mod journal;
-pub mod layout;
-pub mod lock;
-pub mod manifest;
-pub mod parquet;
-pub mod snapshot;
-pub mod status;
-pub mod version;
+pub(crate) mod commit;
+pub(crate) mod ddl;
+pub(crate) mod journal;
+pub(crate) mod layout;
+pub(crate) mod lock;
+pub(crate) mod manifest;
+pub(crate) mod parquet;
+pub(crate) mod snapshot;
+pub(crate) mod status;
+pub(crate) mod version;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 //! statements from stdin and prints their results, so it can be scripted.
 //! Knows nothing of archive formats: it talks to the [`Engine`].
 
-pub mod command;
-pub mod helper;
+pub(crate) mod command;
+pub(crate) mod helper;
 
 use std::fs::File;
 use std::io::{BufRead, IsTerminal, Write};

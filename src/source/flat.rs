@@ -171,10 +171,6 @@ impl FlatBatchBuilder {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Appends one entry. On error nothing is appended.
     pub fn append(&mut self, entry: &Entry<'_>) -> Result<(), EntryError> {
         let columns = self.layout.columns;

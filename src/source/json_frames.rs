@@ -106,10 +106,6 @@ pub struct JsonFramer<R> {
 }
 
 impl<R: Read> JsonFramer<R> {
-    pub fn new(reader: R) -> Self {
-        Self::with_limit(reader, usize::MAX)
-    }
-
     /// A framer that refuses any value larger than `max_value` bytes.
     pub fn with_limit(reader: R, max_value: usize) -> Self {
         JsonFramer {
@@ -603,7 +599,7 @@ mod tests {
     use super::*;
 
     fn framer(s: &str) -> JsonFramer<&[u8]> {
-        JsonFramer::new(s.as_bytes())
+        JsonFramer::with_limit(s.as_bytes(), usize::MAX)
     }
 
     #[test]
@@ -683,7 +679,7 @@ mod tests {
     /// Parses every element of an array with `parse_next`, recording what
     /// each call was offered; an element that cannot be offered is framed.
     fn parse_all(doc: &[u8], read_size: usize) -> Vec<Result<(u64, String), String>> {
-        let mut f = JsonFramer::new(Trickle(doc, read_size));
+        let mut f = JsonFramer::with_limit(Trickle(doc, read_size), usize::MAX);
         f.expect(b'[', "").unwrap();
         let mut out = Vec::new();
         loop {

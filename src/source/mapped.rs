@@ -103,10 +103,6 @@ impl MappedBatchBuilder {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Appends one record (`bytes` is its JSON text, hashed when the mapping
     /// names no id). On error nothing is appended.
     pub fn append(&mut self, record: &RawEntry<'_>, bytes: &[u8]) -> Result<(), MappingError> {

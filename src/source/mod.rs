@@ -5,15 +5,15 @@ mod archive;
 mod detect;
 pub mod entry;
 mod error;
-pub mod flat;
-pub mod heroku;
-pub mod json_frames;
-pub mod mapped;
+pub(crate) mod flat;
+pub(crate) mod heroku;
+pub(crate) mod json_frames;
+pub(crate) mod mapped;
 mod mapped_reader;
 pub mod mapping;
 mod rows;
-pub mod scan;
-pub mod terraform;
+pub(crate) mod scan;
+pub(crate) mod terraform;
 
 use std::sync::Arc;
 
