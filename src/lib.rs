@@ -11,6 +11,7 @@ pub mod convert;
 pub mod engine;
 pub mod lake;
 pub mod print_format;
+pub mod pull;
 pub mod report;
 pub mod shell;
 pub mod source;

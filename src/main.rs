@@ -64,8 +64,7 @@ fn run() -> ExitCode {
     };
     let result = runtime.block_on(cli::run(command));
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{}", auditlake::report::error_line(&e));
             ExitCode::FAILURE

@@ -7,6 +7,7 @@
 mod common;
 mod convert;
 mod interop;
+mod pull;
 mod query;
 mod s3;
 mod shell;

@@ -4,6 +4,7 @@
 mod convert;
 mod ddl;
 mod progress;
+mod pull;
 mod query;
 mod status;
 mod upgrade;
@@ -27,18 +28,21 @@ pub struct Cli {
     pub verbose: u8,
 }
 
-/// Runs one command; returns whether it fully succeeded (exit code 0) or
-/// reported failures it went past (1). An `Err` stopped it.
-pub async fn run(command: Command) -> anyhow::Result<bool> {
-    match command {
-        Command::Convert(args) => convert::run(args).await,
-        Command::Status(args) => status::run(args).await,
-        Command::Query(args) => query::run(args).await,
-        Command::Queries(args) => query::list(args),
-        Command::Shell(args) => shell(args).await,
-        Command::Ddl(args) => ddl::run(args).await,
-        Command::Upgrade(args) => upgrade::run(args).await,
-    }
+/// Runs one command; returns its exit code: 0 when it fully succeeded, 1
+/// when it reported failures it went past, 3 when `pull` found history the
+/// platform no longer keeps. An `Err` stopped it (exit code 1).
+pub async fn run(command: Command) -> anyhow::Result<u8> {
+    let ok = match command {
+        Command::Convert(args) => convert::run(args).await?,
+        Command::Status(args) => status::run(args).await?,
+        Command::Query(args) => query::run(args).await?,
+        Command::Queries(args) => query::list(args)?,
+        Command::Shell(args) => shell(args).await?,
+        Command::Ddl(args) => ddl::run(args).await?,
+        Command::Upgrade(args) => upgrade::run(args).await?,
+        Command::Pull(args) => return pull::run(args).await,
+    };
+    Ok(if ok { 0 } else { 1 })
 }
 
 async fn shell(args: ShellArgs) -> anyhow::Result<bool> {
@@ -85,6 +89,63 @@ pub enum Command {
     Ddl(DdlArgs),
     /// Rewrite a lake written by an earlier auditlake into this lake format.
     Upgrade(UpgradeArgs),
+    /// Fetch audit trails from a platform's API, keep the raw copies, and convert them.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(subcommand)]
+    pub source: PullSource,
+
+    /// Lake: a directory or s3://BUCKET/PREFIX [default: $AUDITLAKE_LAKE, else ./lake]
+    #[arg(long, env = LAKE_ENV, default_value = "lake", hide_default_value = true, hide_env = true, global = true)]
+    pub lake: String,
+
+    /// Retries of a failing request (429, 5xx, dropped connections) before giving up on it.
+    #[arg(long, value_name = "N", default_value_t = crate::pull::http::DEFAULT_MAX_RETRIES, global = true)]
+    pub max_retries: u32,
+
+    /// Memory limit of the conversion (e.g. 256M, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size, global = true)]
+    pub memory_limit: usize,
+
+    /// Directory for temporary staging and spill files [default: system temp dir].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub temp_dir: Option<PathBuf>,
+
+    /// Print only failures.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Print a JSON summary on stdout (for schedulers).
+    #[arg(long, conflicts_with = "quiet", global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PullSource {
+    /// Heroku Enterprise monthly audit-trail archives (token: HEROKU_API_KEY or ~/.netrc).
+    Heroku {
+        /// The Enterprise account's name.
+        #[arg(long)]
+        account: String,
+        /// First month to pull (YYYY-MM).
+        #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+        from: Option<String>,
+        /// Last month to pull (YYYY-MM).
+        #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+        to: Option<String>,
+    },
+    /// Terraform Cloud / Enterprise audit trail (token: TFE_TOKEN or TF_TOKEN_app_terraform_io).
+    Terraform,
+}
+
+/// Parses `YYYY-MM`.
+fn parse_month(text: &str) -> Result<String, String> {
+    chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
+        .map(|d| d.format("%Y-%m").to_string())
+        .map_err(|_| format!("{text:?} is not a month (YYYY-MM)"))
 }
 
 #[derive(Debug, Args)]

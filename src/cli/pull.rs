@@ -1,0 +1,125 @@
+//! `auditlake pull heroku|terraform`: credentials and base URLs from the
+//! environment, as the platforms' own tools read them, then the pull and
+//! its report.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+
+use super::progress::{ConvertProgress, total_line};
+use super::{PullArgs, PullSource};
+use crate::convert::{ConvertOptions, DEFAULT_MEMORY_LIMIT};
+use crate::lake::Lake;
+use crate::pull::heroku::{self, HerokuPull};
+use crate::pull::http::Api;
+use crate::pull::{self, PullOptions, PullSummary, terraform};
+use crate::source::DEFAULT_MAX_ENTRY_SIZE;
+
+/// Runs the pull; returns its exit code (see [`PullSummary::exit_code`]).
+pub async fn run(args: PullArgs) -> anyhow::Result<u8> {
+    let lake = Lake::open(&args.lake)?;
+    let options = PullOptions {
+        max_retries: args.max_retries,
+        convert: ConvertOptions {
+            inputs: Vec::new(),
+            force: false,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_limit: args.memory_limit.max(DEFAULT_MEMORY_LIMIT / 8),
+            temp_dir: args.temp_dir.clone(),
+            format: None,
+            forget_interrupted: false,
+            max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
+        },
+    };
+    let bars = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    let progress = ConvertProgress::new(bars, !args.quiet && !args.json);
+    let summary = match &args.source {
+        PullSource::Heroku { account, from, to } => {
+            let base = std::env::var("HEROKU_API_URL")
+                .unwrap_or_else(|_| "https://api.heroku.com".to_string());
+            let token = pull::token_from_env(&["HEROKU_API_KEY"])
+                .or_else(|| pull::token_from_netrc(&host_of(&base)))
+                .context("no Heroku token: set HEROKU_API_KEY (or log in with the Heroku CLI, which keeps it in ~/.netrc)")?;
+            let api = Api::new(
+                &base,
+                format!("Bearer {token}"),
+                "HEROKU_API_KEY (or ~/.netrc)",
+                options.max_retries,
+            )?;
+            let what = HerokuPull {
+                account: account.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            };
+            heroku::pull(&lake, &api, &what, &options, progress.clone()).await
+        }
+        PullSource::Terraform => {
+            let base = std::env::var("TFE_ADDRESS")
+                .unwrap_or_else(|_| "https://app.terraform.io".to_string());
+            let token = pull::token_from_env(&["TFE_TOKEN", "TF_TOKEN_app_terraform_io"])
+                .context("no Terraform token: set TFE_TOKEN (an organization token) or TF_TOKEN_app_terraform_io")?;
+            let api = Api::new(
+                &base,
+                format!("Bearer {token}"),
+                "TFE_TOKEN (an organization token)",
+                options.max_retries,
+            )?;
+            terraform::pull(&lake, &api, &options, progress.clone()).await
+        }
+    };
+    progress.finish();
+    let summary = summary?;
+    report(&summary, &args);
+    Ok(summary.exit_code())
+}
+
+fn report(summary: &PullSummary, args: &PullArgs) {
+    for error in &summary.errors {
+        eprintln!(
+            "auditlake: error: {} {}: {error}",
+            summary.source, summary.account
+        );
+    }
+    if let Some(converted) = &summary.converted {
+        for outcome in converted.archives.iter() {
+            if let Some(error) = &outcome.error {
+                eprintln!(
+                    "auditlake: error: {}: {}",
+                    outcome.path,
+                    crate::report::one_line(error)
+                );
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(summary).expect("a summary serializes")
+        );
+    } else if !args.quiet {
+        println!(
+            "pulled {} {}: {} requests, {} bytes, {} new file(s), {} unchanged{}",
+            summary.source,
+            summary.account,
+            summary.pages,
+            summary.bytes,
+            summary.fetched.len(),
+            summary.unchanged,
+            if summary.gaps.is_empty() {
+                String::new()
+            } else {
+                format!(", {} retention gap(s)", summary.gaps.len())
+            }
+        );
+        if let Some(converted) = &summary.converted {
+            println!("{}", total_line(converted));
+        }
+    }
+}
+
+fn host_of(base: &str) -> String {
+    reqwest::Url::parse(base)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
+}

@@ -1,0 +1,350 @@
+//! The HTTP side of `pull`: one client with a timeout on every request,
+//! retries for what is worth retrying (429 after `Retry-After`, 5xx,
+//! dropped connections and cut bodies, with jittered exponential backoff),
+//! and one-line errors for what is not (401/403 name the host and what to
+//! check). The token goes only to the API's own host: downloads from
+//! presigned URLs carry no `Authorization` header. No error or log line
+//! holds the token.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+
+/// Every request gives up after this long (connect, headers and body).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The first backoff; it doubles with each retry, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The longest `Retry-After` honoured; a longer one is waited in steps of
+/// this, each counting as a retry.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Retries by default: 0.5 + 1 + 2 + 4 + 8 + 16 + 30 s of backoff at most,
+/// so a request that keeps failing is given up within about two minutes.
+pub const DEFAULT_MAX_RETRIES: u32 = 7;
+
+/// A platform's API: its base URL, the token sent to it, and how hard to try.
+pub struct Api {
+    client: reqwest::Client,
+    base: Url,
+    authorization: HeaderValue,
+    /// What to tell a user whose token is refused.
+    token_hint: &'static str,
+    max_retries: u32,
+}
+
+/// A response read whole.
+pub struct Body {
+    pub bytes: Bytes,
+    pub headers: HeaderMap,
+    pub status: StatusCode,
+}
+
+impl Api {
+    /// `authorization` is the whole header value (`Bearer …`); `token_hint`
+    /// names where the token came from, for the message when it is refused.
+    pub fn new(
+        base: &str,
+        authorization: String,
+        token_hint: &'static str,
+        max_retries: u32,
+    ) -> anyhow::Result<Api> {
+        let base = Url::parse(base.trim_end_matches('/'))
+            .with_context(|| format!("{base:?} is not a URL"))?;
+        let mut authorization = HeaderValue::from_str(&authorization)
+            .map_err(|_| anyhow::anyhow!("the token holds characters a header cannot"))?;
+        authorization.set_sensitive(true);
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("auditlake/", env!("CARGO_PKG_VERSION")))
+            // A redirect must not carry the token to another host; reqwest
+            // drops sensitive headers on cross-host redirects, and we follow
+            // none anyway.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot start the HTTP client")?;
+        Ok(Api {
+            client,
+            base,
+            authorization,
+            token_hint,
+            max_retries,
+        })
+    }
+
+    /// The API's host, for messages.
+    pub fn host(&self) -> String {
+        host_of(&self.base)
+    }
+
+    /// `path` (with its query) under the base URL.
+    pub fn url(&self, path_and_query: &str) -> anyhow::Result<Url> {
+        let text = format!(
+            "{}{path_and_query}",
+            self.base.as_str().trim_end_matches('/')
+        );
+        Url::parse(&text).with_context(|| format!("{text:?} is not a URL"))
+    }
+
+    /// GETs `url` from the API (with the token), retrying as the module
+    /// says; `headers` are added (`Accept`, `Range`).
+    pub async fn get(&self, url: &Url, headers: HeaderMap) -> anyhow::Result<Body> {
+        let mut all = headers;
+        all.insert(AUTHORIZATION, self.authorization.clone());
+        self.fetch(url, all).await
+    }
+
+    /// GETs a presigned download URL: no token, same retries.
+    pub async fn download(&self, url: &Url) -> anyhow::Result<Body> {
+        self.fetch(url, HeaderMap::new()).await
+    }
+
+    /// GETs once, for a caller that retries itself (with a fresh URL).
+    pub async fn download_once(&self, url: &Url) -> Result<Body, Attempt> {
+        self.attempt(url, &HeaderMap::new()).await
+    }
+
+    async fn fetch(&self, url: &Url, headers: HeaderMap) -> anyhow::Result<Body> {
+        let mut retry = 0;
+        loop {
+            match self.attempt(url, &headers).await {
+                Ok(body) => return Ok(body),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry { wait, reason }) if retry < self.max_retries => {
+                    let wait = wait.unwrap_or_else(|| backoff(retry));
+                    tracing::warn!(
+                        "{}: {reason}; retrying in {:.1} s ({} of {})",
+                        shown(url),
+                        wait.as_secs_f64(),
+                        retry + 1,
+                        self.max_retries
+                    );
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                }
+                Err(Attempt::Retry { reason, .. }) => bail!(
+                    "{}: {reason}; gave up after {} retries (--max-retries)",
+                    shown(url),
+                    self.max_retries
+                ),
+            }
+        }
+    }
+
+    /// One request, its body read whole.
+    async fn attempt(&self, url: &Url, headers: &HeaderMap) -> Result<Body, Attempt> {
+        let response = match self
+            .client
+            .get(url.clone())
+            .headers(headers.clone())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Attempt::Retry {
+                    wait: None,
+                    reason: format!("the request failed ({})", error_kind(&e)),
+                });
+            }
+        };
+        let status = response.status();
+        let response_headers = response.headers().clone();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Attempt::Retry {
+                wait: Some(retry_after(&response_headers).unwrap_or(FIRST_BACKOFF)),
+                reason: "rate limited (HTTP 429)".into(),
+            });
+        }
+        if status.is_server_error() {
+            return Err(Attempt::Retry {
+                wait: None,
+                reason: format!("the server failed (HTTP {})", status.as_u16()),
+            });
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let message = if headers.contains_key(AUTHORIZATION) {
+                format!(
+                    "{} refused the token (HTTP {}): check {} and that it may read the audit trail",
+                    host_of(url),
+                    status.as_u16(),
+                    self.token_hint
+                )
+            } else {
+                format!(
+                    "{} refused the download (HTTP {}): the link may have expired",
+                    host_of(url),
+                    status.as_u16()
+                )
+            };
+            return Err(Attempt::Fatal(anyhow::anyhow!(message)));
+        }
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(Attempt::Retry {
+                    wait: None,
+                    reason: format!("the response was cut short ({})", error_kind(&e)),
+                });
+            }
+        };
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+            return Err(Attempt::Fatal(anyhow::anyhow!(
+                "{}: HTTP {}: {}",
+                shown(url),
+                status.as_u16(),
+                crate::report::one_line(&text)
+            )));
+        }
+        if let Some(rate) = response_headers
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            && rate == 0
+        {
+            // The next request would be refused: wait a moment first.
+            tokio::time::sleep(FIRST_BACKOFF).await;
+        }
+        Ok(Body {
+            bytes,
+            headers: response_headers,
+            status,
+        })
+    }
+}
+
+/// How a request went wrong.
+pub enum Attempt {
+    /// Worth trying again, after `wait` if the server said how long.
+    Retry {
+        wait: Option<Duration>,
+        reason: String,
+    },
+    Fatal(anyhow::Error),
+}
+
+/// The Accept header of the Heroku Platform API (`variant`: e.g.
+/// `audit-trail`).
+pub fn heroku_accept(variant: Option<&str>) -> HeaderMap {
+    let value = match variant {
+        Some(v) => format!("application/vnd.heroku+json; version=3.{v}"),
+        None => "application/vnd.heroku+json; version=3".to_string(),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_str(&value).expect("a valid header"),
+    );
+    headers
+}
+
+/// `Retry-After` in seconds (an HTTP date is taken as one backoff).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// The wait before retry number `retry` (from 0): doubling from
+/// [`FIRST_BACKOFF`], capped, with ±25 % jitter so that many clients do not
+/// retry in step.
+fn backoff(retry: u32) -> Duration {
+    let base = FIRST_BACKOFF
+        .saturating_mul(1 << retry.min(16))
+        .min(MAX_BACKOFF);
+    let jitter = rand::random_range(0.75..1.25);
+    base.mul_f64(jitter)
+}
+
+/// A URL as shown in messages: without its query, which may hold a
+/// presigned link's signature.
+pub fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
+}
+
+fn host_of(url: &Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// What kind of failure, without the URL reqwest would print (shown once
+/// by the caller, without its query).
+fn error_kind(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "the body was cut"
+    } else {
+        "the connection dropped"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_its_jitter_and_is_capped() {
+        for retry in 0..10 {
+            let wait = backoff(retry).as_secs_f64();
+            let base = (0.5 * f64::from(1u32 << retry)).min(30.0);
+            assert!(
+                wait >= base * 0.75 && wait <= base * 1.25,
+                "{retry}: {wait}"
+            );
+        }
+        let total: f64 = (0..DEFAULT_MAX_RETRIES)
+            .map(|r| (0.5 * f64::from(1u32 << r)).min(30.0))
+            .sum();
+        assert!(total <= 120.0, "{total}");
+    }
+
+    #[test]
+    fn shown_urls_lose_their_signature() {
+        let url =
+            Url::parse("https://bucket.s3.amazonaws.com/a.json.gz?X-Amz-Signature=secret").unwrap();
+        assert_eq!(shown(&url), "https://bucket.s3.amazonaws.com/a.json.gz");
+    }
+
+    #[test]
+    fn retry_after_is_seconds_and_capped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}

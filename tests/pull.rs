@@ -1,0 +1,407 @@
+//! `auditlake pull` against a real HTTP/1.1 server on 127.0.0.1
+//! (tests/pull/fake_api.py, Python's standard library) that serves the
+//! Heroku archive endpoints and the Terraform audit trail as documented and
+//! injects faults. Expected rows come from testdata/README.md.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const TOKEN: &str = "s3cr3t-t0ken-8472";
+
+/// The fake API, running until dropped.
+struct FakeApi {
+    child: Child,
+    port: u16,
+    scenario: PathBuf,
+    log: PathBuf,
+}
+
+impl FakeApi {
+    fn start(dir: &Path, scenario: Value) -> FakeApi {
+        let path = dir.join("scenario.json");
+        let log = dir.join("requests.log");
+        let mut api = FakeApi {
+            child: Command::new(python())
+                .arg(testdata("../tests/pull/fake_api.py"))
+                .arg(&path)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3 runs the fake API"),
+            port: 0,
+            scenario: path,
+            log,
+        };
+        api.set(scenario);
+        let mut line = String::new();
+        BufReader::new(api.child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        api.port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
+        api
+    }
+
+    /// Replaces the scenario (read again on every request).
+    fn set(&self, mut scenario: Value) {
+        scenario["log"] = json!(self.log);
+        let mut file = std::fs::File::create(&self.scenario).unwrap();
+        file.write_all(scenario.to_string().as_bytes()).unwrap();
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> String {
+    std::env::var("AUDITLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn pull(api: &FakeApi, lake: &Path, args: &[&str], token: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .arg("pull")
+        .args(args)
+        .args(["--lake", lake.to_str().unwrap(), "--max-retries", "3"])
+        .env("HEROKU_API_URL", api.url())
+        .env("TFE_ADDRESS", api.url())
+        .env("HEROKU_API_KEY", token)
+        .env("TFE_TOKEN", token)
+        .env("HOME", lake.parent().unwrap())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// The three testdata months as the API serves them: gzip files.
+fn heroku_months(dir: &Path) -> Vec<Value> {
+    let gz = |name: &str| -> PathBuf {
+        let path = testdata(&format!("heroku/{name}"));
+        if name.ends_with(".gz") {
+            return path;
+        }
+        let out = dir.join(format!("{name}.gz"));
+        let mut encoder =
+            flate2::write::GzEncoder::new(std::fs::File::create(&out).unwrap(), Default::default());
+        encoder.write_all(&std::fs::read(&path).unwrap()).unwrap();
+        encoder.finish().unwrap();
+        out
+    };
+    vec![
+        json!({"year": 2024, "month": 1, "file": gz("enterprise-audit-log-acme-202401.json.gz")}),
+        json!({"year": 2024, "month": 2, "file": gz("enterprise-audit-log-acme-202402.json")}),
+        json!({"year": 2024, "month": 3, "file": gz("enterprise-audit-log-acme-202403.json.gz")}),
+    ]
+}
+
+fn rows(lake: &Path, table: &str) -> (String, String) {
+    let out = query(
+        lake,
+        &[
+            "--format",
+            "csv",
+            &format!("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM {table}"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().nth(1).unwrap().to_string();
+    let (n, ids) = line.split_once(',').unwrap();
+    (n.to_string(), ids.to_string())
+}
+
+fn checkpoint(lake: &Path, name: &str) -> Value {
+    let text = std::fs::read_to_string(lake.join(format!("_auditlake/pull/{name}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// No file of the lake, and nothing printed, holds the token.
+fn assert_no_token(lake: &Path, outputs: &[&Output]) {
+    for out in outputs {
+        assert!(!stdout(out).contains(TOKEN) && !stderr(out).contains(TOKEN));
+    }
+    for file in files_under(lake) {
+        let bytes = std::fs::read(lake.join(&file)).unwrap();
+        assert!(
+            !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+            "{file} holds the token"
+        );
+    }
+}
+
+/// Three months through a rate limit, a server error, a dropped download
+/// and an API that wants the audit-trail variant: all 14 events land, the
+/// checkpoint holds the three checksums, the raw copies are kept, and the
+/// token went to the API only. A second pull fetches nothing; a re-exported
+/// March is fetched again and adds its 3 new events.
+#[test]
+fn heroku_archives_are_pulled_verified_and_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut scenario = json!({
+        "token": TOKEN,
+        "heroku": {"account": "acme", "archives": heroku_months(dir.path()), "require_variant": true},
+        "faults": [
+            {"id": "a", "path": "/enterprise-accounts/acme/archives", "kind": "429", "retry_after": 1},
+            {"id": "b", "path": "/enterprise-accounts/acme/archives/2024/02", "kind": "500"},
+            {"id": "c", "path": "/s3/", "kind": "reset"},
+            {"id": "d", "path": "/s3/", "kind": "expired"},
+        ],
+    });
+    let api = FakeApi::start(dir.path(), scenario.clone());
+    let first = pull(
+        &api,
+        &lake,
+        &["heroku", "--account", "acme", "--json"],
+        TOKEN,
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let summary: Value = serde_json::from_str(&stdout(&first)).unwrap();
+    assert_eq!(summary["fetched"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["converted"]["entries"], 14);
+    assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+    let months = checkpoint(&lake, "heroku-acme")["months"].clone();
+    assert_eq!(
+        months.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["2024-01", "2024-02", "2024-03"]
+    );
+    let raw: Vec<String> = files_under(&lake.join("_auditlake/raw/heroku/acme"));
+    assert_eq!(raw.len(), 3, "{raw:?}");
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.contains(" /s3/"))
+            .all(|r| r.ends_with("auth=no"))
+    );
+    assert!(
+        requests
+            .iter()
+            .filter(|r| !r.contains(" /s3/"))
+            .all(|r| r.ends_with("auth=yes"))
+    );
+    assert!(
+        requests.iter().filter(|r| r.contains(" /s3/")).count() >= 5,
+        "{requests:#?}"
+    );
+
+    let second = pull(
+        &api,
+        &lake,
+        &["heroku", "--account", "acme", "--json"],
+        TOKEN,
+    );
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let summary: Value = serde_json::from_str(&stdout(&second)).unwrap();
+    assert_eq!(summary["unchanged"], 3);
+    assert_eq!(summary["fetched"].as_array().unwrap().len(), 0);
+
+    scenario["heroku"]["archives"][2]["file"] = json!(testdata(
+        "heroku-reexport/enterprise-audit-log-acme-202403.json.gz"
+    ));
+    api.set(scenario);
+    let third = pull(
+        &api,
+        &lake,
+        &["heroku", "--account", "acme", "--json"],
+        TOKEN,
+    );
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    let summary: Value = serde_json::from_str(&stdout(&third)).unwrap();
+    assert_eq!(summary["fetched"].as_array().unwrap().len(), 1);
+    assert_eq!(rows(&lake, "heroku"), ("17".into(), "17".into()));
+    assert_no_token(&lake, &[&first, &second, &third]);
+}
+
+/// A download that does not match its checksum is one error line, converts
+/// nothing of that month, and is fetched again by the next pull.
+#[test]
+fn a_wrong_checksum_converts_nothing_and_is_pulled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let scenario = json!({
+        "token": TOKEN,
+        "heroku": {"account": "acme", "archives": heroku_months(dir.path())},
+        "faults": [{"id": "a", "path": "/enterprise-accounts/acme/archives/2024/01", "kind": "badsum"}],
+    });
+    let api = FakeApi::start(dir.path(), scenario);
+    let out = pull(&api, &lake, &["heroku", "--account", "acme"], TOKEN);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with(
+            "auditlake: error: heroku acme: 2024-01: the download does not match its checksum"
+        ),
+        "{err}"
+    );
+    // January's archive holds 01-04; event 10 (January) came with February.
+    assert_eq!(rows(&lake, "heroku"), ("10".into(), "10".into()));
+    let months = checkpoint(&lake, "heroku-acme")["months"].clone();
+    assert!(months.get("2024-01").is_none());
+
+    let again = pull(
+        &api,
+        &lake,
+        &["heroku", "--account", "acme", "--json"],
+        TOKEN,
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let summary: Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(summary["fetched"].as_array().unwrap().len(), 1);
+    assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+}
+
+/// A refused token is one line naming the host and what to check, never
+/// the token, with exit code 1 and nothing written.
+#[test]
+fn a_refused_token_is_one_line_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let api = FakeApi::start(
+        dir.path(),
+        json!({"token": "another", "heroku": {"account": "acme", "archives": heroku_months(dir.path())}}),
+    );
+    let out = pull(&api, &lake, &["heroku", "--account", "acme"], TOKEN);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "auditlake: error: 127.0.0.1:{} refused the token (HTTP 401): check HEROKU_API_KEY (or ~/.netrc) and that it may read the audit trail\n",
+            api.port
+        )
+    );
+    assert!(data_files(&lake).is_empty());
+    let none = Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(["pull", "terraform", "--lake", lake.to_str().unwrap()])
+        .env_remove("TFE_TOKEN")
+        .env_remove("TF_TOKEN_app_terraform_io")
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("no Terraform token: set TFE_TOKEN"));
+}
+
+/// The testdata events t1…t5, moved to the last hours.
+fn terraform_events(hours_ago: &[i64]) -> Vec<Value> {
+    let mut events = Vec::new();
+    let page: Value = serde_json::from_str(
+        &std::fs::read_to_string(testdata("terraform/audit-trail-2020-06-30.json")).unwrap(),
+    )
+    .unwrap();
+    events.extend(page["data"].as_array().unwrap().iter().cloned());
+    for line in std::fs::read_to_string(testdata("terraform/audit-trail-since-2020-07-01.ndjson"))
+        .unwrap()
+        .lines()
+    {
+        let page: Value = serde_json::from_str(line).unwrap();
+        for e in page["data"].as_array().unwrap() {
+            if !events.iter().any(|x| x["id"] == e["id"]) {
+                events.push(e.clone());
+            }
+        }
+    }
+    let now = chrono::Utc::now();
+    events
+        .into_iter()
+        .zip(hours_ago)
+        .map(|(mut e, h)| {
+            let t = now - chrono::Duration::hours(*h);
+            e["timestamp"] = json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            e
+        })
+        .collect()
+}
+
+/// Pages of two through a dropped connection: the five events land once;
+/// the next pull starts from the checkpoint (less its overlap) and adds
+/// only the new event.
+#[test]
+fn terraform_pages_resume_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let events = terraform_events(&[50, 40, 30, 20, 10]);
+    let mut scenario = json!({
+        "token": TOKEN,
+        "terraform": {"events": events, "page_size": 2},
+        "faults": [{"id": "a", "path": "/api/v2/organization/audit-trail", "kind": "reset"}],
+    });
+    let api = FakeApi::start(dir.path(), scenario.clone());
+    let first = pull(&api, &lake, &["terraform", "--json"], TOKEN);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(rows(&lake, "terraform"), ("5".into(), "5".into()));
+    let saved = checkpoint(&lake, &format!("terraform-127.0.0.1_{}", api.port));
+    assert_eq!(saved["newest_id"], events[4]["id"]);
+    assert_eq!(saved["newest_time"], events[4]["timestamp"]);
+
+    let mut newer = events[4].clone();
+    newer["id"] = json!("5b1f3a4e-0000-4000-8000-000000000006");
+    newer["timestamp"] =
+        json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    scenario["terraform"]["events"]
+        .as_array_mut()
+        .unwrap()
+        .push(newer);
+    scenario["faults"] = json!([]);
+    api.set(scenario);
+    let second = pull(&api, &lake, &["terraform", "--json"], TOKEN);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let requests = api.requests();
+    let last = requests.last().unwrap();
+    assert!(last.contains("since="), "{last}");
+    assert_eq!(rows(&lake, "terraform"), ("6".into(), "6".into()));
+    assert_no_token(&lake, &[&first, &second]);
+}
+
+/// A checkpoint older than the API's 14 days: what is left is pulled, and
+/// the loss is told on stderr, in `gaps` and by exit code 3.
+#[test]
+fn a_checkpoint_past_the_retention_reports_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let events = terraform_events(&[24 * 20, 24 * 16, 30, 20, 10]);
+    let api = FakeApi::start(
+        dir.path(),
+        json!({"token": TOKEN, "terraform": {"events": events}}),
+    );
+    let name = format!("terraform-127.0.0.1_{}", api.port);
+    std::fs::create_dir_all(lake.join("_auditlake/pull")).unwrap();
+    let old = (chrono::Utc::now() - chrono::Duration::days(21))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(
+        lake.join(format!("_auditlake/pull/{name}.json")),
+        json!({"source": "terraform", "account": format!("127.0.0.1_{}", api.port), "newest_time": old}).to_string(),
+    )
+    .unwrap();
+    let out = pull(&api, &lake, &["terraform", "--json"], TOKEN);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("warning: Terraform audit events from {old} to ")),
+        "{}",
+        stderr(&out)
+    );
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["gaps"][0][0], json!(old));
+    // The two events older than 14 days are gone from the API.
+    assert_eq!(rows(&lake, "terraform"), ("3".into(), "3".into()));
+    assert_eq!(checkpoint(&lake, &name)["gaps"][0][0], json!(old));
+}
