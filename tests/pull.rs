@@ -405,3 +405,100 @@ fn a_checkpoint_past_the_retention_reports_the_gap() {
     assert_eq!(rows(&lake, "terraform"), ("3".into(), "3".into()));
     assert_eq!(checkpoint(&lake, &name)["gaps"][0][0], json!(old));
 }
+
+/// Two days of events, the first in two pages (206 + Next-Range, then
+/// 200): the three distinct events (22, 31, 32) land once each, every page
+/// is kept, and the checkpoint covers both days.
+#[test]
+fn heroku_events_follow_next_range_day_by_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let day = |name: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(testdata(&format!("heroku-events/{name}"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let mut first = day("acme-events-2024-03-14.json");
+    first.as_array_mut().unwrap().extend(
+        day("acme-events-2024-03-15.json")
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned(),
+    );
+    // The 14th serves 22, 31, 32 in pages of two; the 15th 31 and 32 again.
+    let api = FakeApi::start(
+        dir.path(),
+        json!({"token": TOKEN, "heroku": {"account": "acme", "archives": [], "page_size": 2,
+               "events": {"2024-03-14": [first[0], first[1], first[3]], "2024-03-15": day("acme-events-2024-03-15.json")}}}),
+    );
+    let out = pull(
+        &api,
+        &lake,
+        &[
+            "heroku-events",
+            "--account",
+            "acme",
+            "--from",
+            "2024-03-14",
+            "--to",
+            "2024-03-15",
+            "--json",
+        ],
+        TOKEN,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["pages"], 3);
+    assert_eq!(summary["fetched"].as_array().unwrap().len(), 3);
+    assert_eq!(rows(&lake, "heroku"), ("3".into(), "3".into()));
+    let ranged: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("day=2024-03-14"))
+        .collect();
+    assert_eq!(ranged.len(), 2, "{ranged:?}");
+    assert_eq!(
+        checkpoint(&lake, "heroku-events-acme")["windows"],
+        json!([["2024-03-14", "2024-03-15"]])
+    );
+    // A later pull of the 17th leaves the 16th uncovered.
+    let out = pull(
+        &api,
+        &lake,
+        &[
+            "heroku-events",
+            "--account",
+            "acme",
+            "--from",
+            "2024-03-17",
+            "--to",
+            "2024-03-17",
+        ],
+        TOKEN,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status = auditlake(&["status", "--lake", lake.to_str().unwrap()]);
+    let line = stdout(&status)
+        .lines()
+        .find(|l| l.contains("heroku-events acme"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with("  heroku-events acme: 2024-03-14 to 2024-03-17; gaps: 2024-03-16 to 2024-03-16; last pull "),
+        "{line}"
+    );
+    assert!(line.ends_with(" ok"), "{line}");
+    let json: Value = serde_json::from_str(&stdout(&auditlake(&[
+        "status",
+        "--json",
+        "--lake",
+        lake.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(
+        json["pulls"][0]["holes"],
+        json!([["2024-03-16", "2024-03-16"]])
+    );
+}

@@ -137,6 +137,18 @@ pub enum PullSource {
         #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
         to: Option<String>,
     },
+    /// Heroku Enterprise daily events, paged with Range/Next-Range (token: HEROKU_API_KEY or ~/.netrc).
+    HerokuEvents {
+        /// The Enterprise account's name.
+        #[arg(long)]
+        account: String,
+        /// First day to pull [default: the checkpoint's last day, else 7 days ago].
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<chrono::NaiveDate>,
+        /// Last day to pull [default: today].
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<chrono::NaiveDate>,
+    },
     /// Terraform Cloud / Enterprise audit trail (token: TFE_TOKEN or TF_TOKEN_app_terraform_io).
     Terraform,
 }

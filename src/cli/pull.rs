@@ -11,6 +11,7 @@ use super::{PullArgs, PullSource};
 use crate::convert::{ConvertOptions, DEFAULT_MEMORY_LIMIT};
 use crate::lake::Lake;
 use crate::pull::heroku::{self, HerokuPull};
+use crate::pull::heroku_events::{self, EventsPull};
 use crate::pull::http::Api;
 use crate::pull::{self, PullOptions, PullSummary, terraform};
 use crate::source::DEFAULT_MAX_ENTRY_SIZE;
@@ -35,23 +36,22 @@ pub async fn run(args: PullArgs) -> anyhow::Result<u8> {
     let progress = ConvertProgress::new(bars, !args.quiet && !args.json);
     let summary = match &args.source {
         PullSource::Heroku { account, from, to } => {
-            let base = std::env::var("HEROKU_API_URL")
-                .unwrap_or_else(|_| "https://api.heroku.com".to_string());
-            let token = pull::token_from_env(&["HEROKU_API_KEY"])
-                .or_else(|| pull::token_from_netrc(&host_of(&base)))
-                .context("no Heroku token: set HEROKU_API_KEY (or log in with the Heroku CLI, which keeps it in ~/.netrc)")?;
-            let api = Api::new(
-                &base,
-                format!("Bearer {token}"),
-                "HEROKU_API_KEY (or ~/.netrc)",
-                options.max_retries,
-            )?;
+            let api = heroku_api(&options)?;
             let what = HerokuPull {
                 account: account.clone(),
                 from: from.clone(),
                 to: to.clone(),
             };
             heroku::pull(&lake, &api, &what, &options, progress.clone()).await
+        }
+        PullSource::HerokuEvents { account, from, to } => {
+            let api = heroku_api(&options)?;
+            let what = EventsPull {
+                account: account.clone(),
+                from: *from,
+                to: *to,
+            };
+            heroku_events::pull(&lake, &api, &what, &options, progress.clone()).await
         }
         PullSource::Terraform => {
             let base = std::env::var("TFE_ADDRESS")
@@ -71,6 +71,22 @@ pub async fn run(args: PullArgs) -> anyhow::Result<u8> {
     let summary = summary?;
     report(&summary, &args);
     Ok(summary.exit_code())
+}
+
+/// The Heroku Platform API at `HEROKU_API_URL`, with the token of
+/// `HEROKU_API_KEY` or the Heroku CLI's `~/.netrc` entry.
+fn heroku_api(options: &PullOptions) -> anyhow::Result<Api> {
+    let base =
+        std::env::var("HEROKU_API_URL").unwrap_or_else(|_| "https://api.heroku.com".to_string());
+    let token = pull::token_from_env(&["HEROKU_API_KEY"])
+        .or_else(|| pull::token_from_netrc(&host_of(&base)))
+        .context("no Heroku token: set HEROKU_API_KEY (or log in with the Heroku CLI, which keeps it in ~/.netrc)")?;
+    Api::new(
+        &base,
+        format!("Bearer {token}"),
+        "HEROKU_API_KEY (or ~/.netrc)",
+        options.max_retries,
+    )
 }
 
 fn report(summary: &PullSummary, args: &PullArgs) {

@@ -5,9 +5,20 @@ use crate::cli::{StatusArgs, human_bytes, open_existing_lake};
 pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
     let lake = open_existing_lake(&args.lake).await?;
     let status = lake.status().await?;
+    let pulls = crate::pull::checkpoint::Checkpoint::all(&lake).await?;
     crate::report::warn_if_mid_run(&lake).await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        let mut json = serde_json::to_value(&status)?;
+        let coverage: Vec<serde_json::Value> = pulls
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(c).expect("a checkpoint serializes");
+                v["holes"] = serde_json::to_value(c.holes()).expect("strings serialize");
+                v
+            })
+            .collect();
+        json["pulls"] = serde_json::Value::Array(coverage);
+        println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(true);
     }
     println!("lake {} (format {})", status.lake, status.format_version);
@@ -56,6 +67,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
             a.months.join(","),
             &a.sha256[..12.min(a.sha256.len())]
         );
+    }
+    if !pulls.is_empty() {
+        println!("\npulled sources");
+        for checkpoint in &pulls {
+            println!("  {}", checkpoint.summary_line());
+        }
     }
     Ok(true)
 }

@@ -106,6 +106,59 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// What no successful pull covers between the first and the last window
+    /// (holes between windows), then what the API's retention lost.
+    pub fn holes(&self) -> Vec<[String; 2]> {
+        let day = |t: &str| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok();
+        let mut holes: Vec<[String; 2]> = self
+            .windows
+            .windows(2)
+            .filter_map(|w| match (day(&w[0][1]), day(&w[1][0])) {
+                // Days: the days strictly between the windows.
+                (Some(end), Some(start)) => (start - end > chrono::Duration::days(1)).then(|| {
+                    [
+                        (end + chrono::Duration::days(1)).to_string(),
+                        (start - chrono::Duration::days(1)).to_string(),
+                    ]
+                }),
+                _ => Some([w[0][1].clone(), w[1][0].clone()]),
+            })
+            .collect();
+        holes.extend(self.gaps.iter().cloned());
+        holes
+    }
+
+    /// One line for `status`: what is covered, the holes, the last pull.
+    pub fn summary_line(&self) -> String {
+        let covered = if !self.months.is_empty() {
+            let first = self.months.keys().next().expect("not empty");
+            let last = self.months.keys().next_back().expect("not empty");
+            format!("months {first}..{last} ({})", self.months.len())
+        } else if let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) {
+            format!("{} to {}", first[0], last[1])
+        } else {
+            "nothing yet".to_string()
+        };
+        let holes = self.holes();
+        let holes = if holes.is_empty() {
+            "no gaps".to_string()
+        } else {
+            let list: Vec<String> = holes
+                .iter()
+                .map(|h| format!("{} to {}", h[0], h[1]))
+                .collect();
+            format!("gaps: {}", list.join(", "))
+        };
+        let last = match &self.last_pull {
+            Some(p) => format!("last pull {} {}", p.at, if p.ok { "ok" } else { "failed" }),
+            None => "never pulled".to_string(),
+        };
+        format!(
+            "{} {}: {covered}; {holes}; {last}",
+            self.source, self.account
+        )
+    }
+
     /// Adds `[from, to]` to the covered windows, merging overlapping ones.
     pub fn cover(&mut self, from: &str, to: &str) {
         self.windows.push([from.to_string(), to.to_string()]);

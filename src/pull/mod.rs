@@ -3,7 +3,8 @@
 //!
 //! A pull of one source and account goes:
 //! 1. read its checkpoint ([`checkpoint`]) to know what is already in;
-//! 2. fetch what is not ([`heroku`], [`terraform`]), through [`http`]'s
+//! 2. fetch what is not ([`heroku`], [`heroku_events`], [`terraform`]),
+//!    through [`http`]'s
 //!    retrying client;
 //! 3. keep every body, gzip-compressed, under
 //!    `<lake>/_auditlake/raw/<source>/<account>/…` before anything is
@@ -19,6 +20,7 @@
 
 pub mod checkpoint;
 pub mod heroku;
+pub mod heroku_events;
 pub mod http;
 pub mod terraform;
 

@@ -15,6 +15,8 @@ between pulls. Keys:
   heroku.account             the Enterprise account
   heroku.archives            [{year, month, file, checksum?}] (file: gzip bytes)
   heroku.require_variant     answer 406 unless Accept asks for version=3.audit-trail
+  heroku.events              {"YYYY-MM-DD": [event, ...]}: the daily events
+  heroku.page_size           events per page (206 + Next-Range until the last)
   terraform.events           audit-trail events (newest first is not required)
   terraform.page_size        the largest page served (default: page[size])
   faults                     [{id, path, kind, times?, retry_after?}]: the first
@@ -127,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send(200, a)
             return self.send(404, {"id": "not_found", "message": "no such archive"})
 
+        if heroku and path == "/enterprise-accounts/" + heroku["account"] + "/events":
+            return self.events(heroku, query, kind)
         if path == "/api/v2/organization/audit-trail":
             return self.audit_trail(s, query, kind)
         return self.send(404, {"id": "not_found", "message": path})
@@ -146,6 +150,25 @@ class Handler(BaseHTTPRequestHandler):
             "url": f"http://{host}/s3{urllib.parse.quote(a['file'])}?X-Amz-Expires=600&X-Amz-Signature=abc",
             "year": a["year"],
         }
+
+    def events(self, heroku, query, kind):
+        """Heroku list paging: `Range: id ]LAST..; max=N`, 206 + Next-Range."""
+        events = heroku.get("events", {}).get(query["day"][0], [])
+        size = heroku.get("page_size", 1000)
+        start = 0
+        wanted = self.headers.get("Range", "")
+        if wanted.startswith("id ]"):
+            last = wanted[len("id ]"):].split("..")[0]
+            start = next(i + 1 for i, e in enumerate(events) if e["id"] == last)
+        page = events[start:start + size]
+        body = json.dumps(page).encode()
+        if kind == "reset":
+            return self.reset(body)
+        if start + size < len(events):
+            return self.send(206, body, headers={
+                "Content-Range": f"id {page[0]['id']}..{page[-1]['id']}",
+                "Next-Range": f"id ]{page[-1]['id']}..; max={size}"})
+        return self.send(200, body)
 
     def audit_trail(self, s, query, kind):
         now = datetime.datetime.now(datetime.timezone.utc)
