@@ -502,3 +502,59 @@ fn heroku_events_follow_next_range_day_by_day() {
         json!([["2024-03-16", "2024-03-16"]])
     );
 }
+
+/// A pull killed while it downloads March leaves no checkpoint of what it
+/// had not committed; the next pull fetches again and the lake ends with
+/// each of the 14 events once. Raw copies go where `--raw` says.
+#[test]
+fn a_killed_pull_is_completed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let raw = dir.path().join("raw");
+    let api = FakeApi::start(
+        dir.path(),
+        json!({"token": TOKEN, "heroku": {"account": "acme", "archives": heroku_months(dir.path())},
+               "faults": [{"id": "slow", "path": "/s3/", "kind": "slow", "seconds": 30}]}),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(["pull", "heroku", "--account", "acme", "--quiet", "--lake"])
+        .arg(&lake)
+        .arg("--raw")
+        .arg(&raw)
+        .env("HEROKU_API_URL", api.url())
+        .env("HEROKU_API_KEY", TOKEN)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !api.requests().iter().any(|r| r.contains(" /s3/")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never downloaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!lake.join("_auditlake/pull/heroku-acme.json").exists());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(["pull", "heroku", "--account", "acme", "--json", "--lake"])
+        .arg(&lake)
+        .arg("--raw")
+        .arg(&raw)
+        .env("HEROKU_API_URL", api.url())
+        .env("HEROKU_API_KEY", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+    assert_eq!(files_under(&raw.join("heroku/acme")).len(), 3);
+    assert!(!lake.join("_auditlake/raw").exists());
+    assert_eq!(
+        checkpoint(&lake, "heroku-acme")["months"]
+            .as_object()
+            .unwrap()
+            .len(),
+        3
+    );
+}

@@ -114,6 +114,10 @@ pub struct PullArgs {
     #[arg(long, value_name = "DIR", global = true)]
     pub temp_dir: Option<PathBuf>,
 
+    /// Keep the raw bodies here (a directory or s3://BUCKET/PREFIX) instead of <lake>/_auditlake/raw.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub raw: Option<String>,
+
     /// Print only failures.
     #[arg(long, short, global = true)]
     pub quiet: bool,

@@ -19,7 +19,9 @@ use crate::source::DEFAULT_MAX_ENTRY_SIZE;
 /// Runs the pull; returns its exit code (see [`PullSummary::exit_code`]).
 pub async fn run(args: PullArgs) -> anyhow::Result<u8> {
     let lake = Lake::open(&args.lake)?;
+    let raw = args.raw.as_deref().map(Lake::open).transpose()?;
     let options = PullOptions {
+        raw,
         max_retries: args.max_retries,
         convert: ConvertOptions {
             inputs: Vec::new(),

@@ -108,7 +108,7 @@ pub async fn pull(
             summary.unchanged += 1;
             continue;
         }
-        match fetch_month(lake, api, &what.account, &archive, &mut summary).await {
+        match fetch_month(lake, api, options, &what.account, &archive, &mut summary).await {
             Ok((input, month)) => fetched.push((label, input, month)),
             Err(e) => summary.errors.push(format!(
                 "{label}: {}",
@@ -149,6 +149,7 @@ pub async fn pull(
 async fn fetch_month(
     lake: &Lake,
     api: &Api,
+    options: &PullOptions,
     account: &str,
     listed: &Archive,
     summary: &mut PullSummary,
@@ -206,7 +207,7 @@ async fn fetch_month(
         archive.year,
         archive.month
     );
-    let input = keep_raw(lake, &name, &bytes).await?;
+    let input = keep_raw(lake, options, &name, &bytes).await?;
     Ok((
         input,
         PulledMonth {

@@ -82,7 +82,7 @@ pub async fn pull(
                     "heroku-events/{}/{day}/{stamp}-p{page:05}.json",
                     what.account
                 );
-                inputs.push(keep_raw(lake, &name, &body.bytes).await?);
+                inputs.push(keep_raw(lake, options, &name, &body.bytes).await?);
             }
             range = (body.status.as_u16() == 206)
                 .then(|| body.headers.get("next-range").cloned())

@@ -41,6 +41,9 @@ pub struct PullOptions {
     pub max_retries: u32,
     /// Passed on to the conversion.
     pub convert: ConvertOptions,
+    /// Where raw copies go instead of `<lake>/_auditlake/raw` (`--raw`: a
+    /// directory or an `s3://` prefix).
+    pub raw: Option<Lake>,
 }
 
 /// What a pull did, as printed with `--json`.
@@ -111,8 +114,14 @@ fn netrc_password(text: &str, host: &str) -> Option<String> {
 }
 
 /// Keeps `bytes` (gzip-compressed unless they already are) at
-/// `_auditlake/raw/<rel>` and returns where to convert them from.
-pub async fn keep_raw(lake: &Lake, rel: &str, bytes: &[u8]) -> anyhow::Result<String> {
+/// `<raw>/<rel>` (`--raw`, else `<lake>/_auditlake/raw`) and returns where to
+/// convert them from.
+pub async fn keep_raw(
+    lake: &Lake,
+    options: &PullOptions,
+    rel: &str,
+    bytes: &[u8],
+) -> anyhow::Result<String> {
     let compressed = if bytes.starts_with(&[0x1f, 0x8b]) {
         bytes.to_vec()
     } else {
@@ -120,12 +129,16 @@ pub async fn keep_raw(lake: &Lake, rel: &str, bytes: &[u8]) -> anyhow::Result<St
         encoder.write_all(bytes)?;
         encoder.finish()?
     };
-    let path = lake.object_path(&format!("_auditlake/raw/{rel}"));
-    lake.store()
+    let (store, path) = match &options.raw {
+        Some(raw) => (raw, raw.object_path(rel)),
+        None => (lake, lake.object_path(&format!("_auditlake/raw/{rel}"))),
+    };
+    store
+        .store()
         .put(&path, compressed.into())
         .await
-        .with_context(|| format!("cannot keep the raw copy {}", lake.object_url(&path)))?;
-    Ok(lake.object_url(&path))
+        .with_context(|| format!("cannot keep the raw copy {}", store.object_url(&path)))?;
+    Ok(store.object_url(&path))
 }
 
 /// Converts the raw copies `inputs` into the lake.

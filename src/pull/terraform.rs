@@ -111,7 +111,7 @@ pub async fn pull(
         }
         if !page.data.is_empty() {
             let name = format!("terraform/{account}/{stamp}/page-{page_number:05}.json");
-            inputs.push(keep_raw(lake, &name, &body.bytes).await?);
+            inputs.push(keep_raw(lake, options, &name, &body.bytes).await?);
         }
         match page.pagination.and_then(|p| p.next_page) {
             Some(next) if next > page_number => page_number = next,

@@ -24,7 +24,8 @@ between pulls. Keys:
                              `kind`: 429 | 500 | reset (headers, then half the body,
                              then the connection closes) | badsum (the month info
                              gives a wrong checksum) | truncate (the download serves
-                             half the file) | expired (the download answers 403)
+                             half the file) | expired (the download answers 403) |
+                             slow (waits `seconds`, then answers)
   log                        a file each request is appended to, as
                              "METHOD PATH auth=yes|no"
 """
@@ -34,6 +35,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -87,6 +89,8 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(f"GET {self.path} auth={'yes' if auth else 'no'}\n")
         fault = take_fault(s, path)
         kind = fault["kind"] if fault else None
+        if kind == "slow":
+            time.sleep(fault.get("seconds", 5))
         if kind == "429":
             return self.send(429, {"id": "rate_limit", "message": "slow down"},
                              headers={"Retry-After": str(fault.get("retry_after", 1))})
