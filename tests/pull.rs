@@ -558,3 +558,74 @@ fn a_killed_pull_is_completed_by_the_next() {
         3
     );
 }
+
+/// A download cut in half (the server closes it cleanly, so only the
+/// checksum can tell) converts nothing of February; the next pull fetches
+/// it again.
+#[test]
+fn a_truncated_download_is_never_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // February is the one month gzipped into the test's directory.
+    let scenario = json!({
+        "token": TOKEN,
+        "heroku": {"account": "acme", "archives": heroku_months(dir.path())},
+        "faults": [{"id": "a", "path": format!("/s3{}", dir.path().display()), "kind": "truncate"}],
+    });
+    let api = FakeApi::start(dir.path(), scenario);
+    let out = pull(&api, &lake, &["heroku", "--account", "acme"], TOKEN);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(
+            "auditlake: error: heroku acme: 2024-02: the download does not match its checksum"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // January 01-04 and March 21-25; event 10 (January) comes with February.
+    assert_eq!(rows(&lake, "heroku"), ("9".into(), "9".into()));
+    let again = pull(&api, &lake, &["heroku", "--account", "acme"], TOKEN);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+}
+
+/// An empty month converts to nothing in either shape the API serves,
+/// `{"entries": []}` and `[]`, and still enters the checkpoint.
+#[test]
+fn empty_months_of_either_shape_are_pulled() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut months = heroku_months(dir.path());
+    for (month, text) in [(4, "{\"entries\": []}"), (5, "[]")] {
+        let path = dir
+            .path()
+            .join(format!("enterprise-audit-log-acme-20240{month}.json.gz"));
+        let mut encoder = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            Default::default(),
+        );
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap();
+        months.push(json!({"year": 2024, "month": month, "file": path}));
+    }
+    let api = FakeApi::start(
+        dir.path(),
+        json!({"token": TOKEN, "heroku": {"account": "acme", "archives": months}}),
+    );
+    let out = pull(
+        &api,
+        &lake,
+        &["heroku", "--account", "acme", "--from", "2024-03", "--json"],
+        TOKEN,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["fetched"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["converted"]["entries"], 5);
+    assert_eq!(rows(&lake, "heroku"), ("5".into(), "5".into()));
+    let pulled = checkpoint(&lake, "heroku-acme")["months"].clone();
+    assert_eq!(
+        pulled.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["2024-03", "2024-04", "2024-05"]
+    );
+}
