@@ -1402,6 +1402,9 @@ fn runs_killed_at_random_instants_lose_nothing() {
             fixture.expected,
             "{what}"
         );
+        // Every file the healed lake holds is the one its log says.
+        let verified = auditlake(&["verify", "--lake", lake.to_str().unwrap()]);
+        assert!(verified.status.success(), "{what}: {}", stdout(&verified));
         std::fs::remove_dir_all(&lake).unwrap();
     }
     eprintln!("crash test: {warned} of {kills} kills left a journal with commits");

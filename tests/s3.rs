@@ -432,3 +432,48 @@ async fn an_s3_session_reads_whole_objects_across_conversions() {
     assert!(out.status.success(), "{}", stderr(&out));
     a_session_reads_whole_files_across_a_conversion(&lake).await;
 }
+
+/// `verify` reads an S3 lake's files and log as it reads a local one's.
+#[tokio::test]
+async fn an_s3_lake_verifies() {
+    let Some(bucket) = bucket() else { return };
+    let lake = unique(&bucket, "verify");
+    let out = run(&[
+        "convert",
+        "--quiet",
+        "--lake",
+        &lake,
+        testdata("heroku").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["verify", "--lake", &lake]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("verified: 3 files ("),
+        "{}",
+        stdout(&out)
+    );
+    let store = store(&bucket);
+    let key = lake.splitn(4, '/').nth(3).unwrap();
+    store
+        .delete(&ObjectPath::from(format!(
+            "{key}/heroku/year=2024/month=2/acme.parquet"
+        )))
+        .await
+        .unwrap();
+    let out = run(&["verify", "--lake", &lake]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with(
+            "file missing: heroku/year=2024/month=2/acme.parquet: missing (written by entry "
+        ),
+        "{}",
+        stdout(&out)
+    );
+}

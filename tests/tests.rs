@@ -13,3 +13,4 @@ mod s3;
 mod shell;
 mod sources;
 mod upgrade;
+mod verify;

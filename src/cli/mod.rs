@@ -8,6 +8,7 @@ mod pull;
 mod query;
 mod status;
 mod upgrade;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,7 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Ddl(args) => ddl::run(args).await?,
         Command::Upgrade(args) => upgrade::run(args).await?,
         Command::Pull(args) => return pull::run(args).await,
+        Command::Verify(args) => verify::run(args).await?,
     };
     Ok(if ok { 0 } else { 1 })
 }
@@ -91,6 +93,22 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Fetch audit trails from a platform's API, keep the raw copies, and convert them.
     Pull(PullArgs),
+    /// Check every data file and the integrity log's hash chain: prove the lake holds what was written.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// The head hash anchored earlier (from `status` or a previous verify): the log must still end there.
+    #[arg(long, value_name = "SHA256")]
+    pub expect_head: Option<String>,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

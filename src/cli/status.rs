@@ -6,6 +6,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
     let lake = open_existing_lake(&args.lake).await?;
     let status = lake.status().await?;
     let pulls = crate::pull::checkpoint::Checkpoint::all(&lake).await?;
+    let head = crate::lake::integrity::head(&lake).await?;
     crate::report::warn_if_mid_run(&lake).await;
     if args.json {
         let mut json = serde_json::to_value(&status)?;
@@ -18,6 +19,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
             })
             .collect();
         json["pulls"] = serde_json::Value::Array(coverage);
+        json["log_head"] = serde_json::json!(
+            head.as_ref()
+                .map(|(seq, hash)| { serde_json::json!({"seq": seq, "sha256": hash}) })
+        );
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(true);
     }
@@ -67,6 +72,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<bool> {
             a.months.join(","),
             &a.sha256[..12.min(a.sha256.len())]
         );
+    }
+    match &head {
+        Some((seq, hash)) => println!(
+            "\nintegrity log: {seq} entr{}, head sha256 {hash} (anchor it outside the lake; `auditlake verify` checks)",
+            if *seq == 1 { "y" } else { "ies" }
+        ),
+        None => {
+            println!("\nintegrity log: empty (files written before this version are not in it)")
+        }
     }
     if !pulls.is_empty() {
         println!("\npulled sources");

@@ -30,16 +30,19 @@ use object_store::path::Path as ObjectPath;
 
 use super::stage::{ENTRY_COLUMN, KeyHasher, StagedPart, archive_of, key_bytes};
 use crate::lake::commit::{CommittingWriter, MonthWriter};
+use crate::lake::integrity::{ByteDigest, ContentDigest, FileRecord};
 use crate::lake::parquet::writer_options;
 use crate::lake::{FileFacts, Lake};
 use crate::table::{TableSpec, ident};
 
 /// Row counts of one merged partition file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MergeStats {
     pub rows_after: u64,
     /// Keys new to the file, by the ordinal of the archive that first had them.
     pub new_by_archive: BTreeMap<u64, u64>,
+    /// The file written, as the integrity log records it.
+    pub file: FileRecord,
 }
 
 /// Output column of the merge query: the priority of the first row seen with
@@ -141,10 +144,11 @@ pub async fn merge_into(
     };
     let _ = ctx.deregister_table(&new_table);
     let _ = ctx.deregister_table(&old_table);
-    let (rows_after, new_by_archive) = result?;
+    let (file, new_by_archive) = result?;
     Ok(MergeStats {
-        rows_after,
+        rows_after: file.rows,
         new_by_archive,
+        file,
     })
 }
 
@@ -265,7 +269,7 @@ pub async fn write_frame(
     spec: &TableSpec,
     df: DataFrame,
     target: &ObjectPath,
-) -> anyhow::Result<(u64, BTreeMap<u64, u64>)> {
+) -> anyhow::Result<(FileRecord, BTreeMap<u64, u64>)> {
     if tracing::enabled!(tracing::Level::TRACE) {
         let plan = df.clone().create_physical_plan().await?;
         tracing::trace!(
@@ -275,7 +279,9 @@ pub async fn write_frame(
     }
     let mut stream = df.execute_stream().await.context("cannot run the merge")?;
 
-    let sink = CommittingWriter::from(MonthWriter::create(lake, target).await?);
+    let bytes = ByteDigest::default();
+    let sink = CommittingWriter::new(MonthWriter::create(lake, target).await?, bytes.clone());
+    let mut content = ContentDigest::new(&spec.schema);
     let mut writer =
         AsyncArrowWriter::try_new_with_options(sink, spec.schema.clone(), writer_options(spec))?;
     // Encoding runs in its own task, so a month's merged rows are produced
@@ -309,6 +315,7 @@ pub async fn write_frame(
                 RecordBatch::try_new(spec.schema.clone(), batch.columns()[..width].to_vec())
                     .context("merged rows do not fit the table schema")?;
             rows += batch.num_rows() as u64;
+            content.update(&batch)?;
             if batches.send(batch).await.is_err() {
                 // The encoder stopped: its error says why.
                 break;
@@ -326,7 +333,15 @@ pub async fn write_frame(
         .close()
         .await
         .with_context(|| format!("cannot replace {}", lake.object_url(target)))?;
-    Ok((rows, new_by_archive))
+    let (sha256, size) = bytes.finish();
+    let file = FileRecord {
+        path: lake.relative(target),
+        sha256,
+        size,
+        rows,
+        content: content.finish(),
+    };
+    Ok((file, new_by_archive))
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use super::journal::RunLog;
 use super::merge::{self, MergeStats};
 use super::stage::StagedPart;
 use super::{ArchiveOutcome, ArchiveStatus, LARGE_MERGE_ROWS, Observer, StagedArchive, failed};
+use crate::lake::integrity::{self, SourceArchive};
 use crate::lake::manifest::ArchiveRecord;
 use crate::lake::{Lake, PartitionKey};
 
@@ -351,6 +352,23 @@ async fn merge_partition(
                 ctx.runtime_env(),
             );
             merged = merge::merge_into(&alone, lake, spec, &staged, &target, old.as_ref()).await;
+        }
+        if let Ok(stats) = &merged {
+            let mut sources: Vec<SourceArchive> = Vec::new();
+            for (archive, _) in parts {
+                if !sources.iter().any(|s| s.sha256 == archive.sha256) {
+                    sources.push(SourceArchive {
+                        name: archive.path.clone(),
+                        sha256: archive.sha256.clone(),
+                        entries: archive.entries,
+                    });
+                }
+            }
+            if let Err(e) =
+                integrity::append(lake, "convert", sources, vec![stats.file.clone()]).await
+            {
+                merged = Err(e.context("the month file was written but not logged"));
+            }
         }
         run_log
             .committed(&spec.name, key, &archives, merged.is_ok())

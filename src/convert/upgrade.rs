@@ -190,7 +190,11 @@ async fn rewrite(
         .map(|c| Expr::Column(Column::new_unqualified(*c)).sort(true, false))
         .collect();
     let df = ctx.read_table(Arc::new(table))?.sort(order)?;
-    let (rows, _) = write_frame(lake, spec, df, target).await?;
+    let (file, _) = write_frame(lake, spec, df, target).await?;
+    let rows = file.rows;
+    crate::lake::integrity::append(lake, "upgrade", Vec::new(), vec![file])
+        .await
+        .context("the upgraded file was written but not logged")?;
     Ok(rows)
 }
 

@@ -22,6 +22,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 
 use super::Lake;
+use super::integrity::ByteDigest;
 
 /// Suffix of files being written.
 pub const IN_PROGRESS: &str = ".inprogress";
@@ -152,19 +153,23 @@ pub fn local_file(root: &Path, lake: &Lake, path: &ObjectPath) -> PathBuf {
     rel.iter().fold(root.to_path_buf(), |p, part| p.join(part))
 }
 
-/// An async Parquet sink that commits on `finish`.
+/// An async Parquet sink that commits on `finish`, hashing the bytes it
+/// writes (for the integrity log).
 pub struct CommittingWriter {
     inner: MonthWriter,
+    digest: ByteDigest,
 }
 
-impl From<MonthWriter> for CommittingWriter {
-    fn from(inner: MonthWriter) -> Self {
-        CommittingWriter { inner }
+impl CommittingWriter {
+    /// A sink into `inner` whose bytes `digest` sees.
+    pub fn new(inner: MonthWriter, digest: ByteDigest) -> Self {
+        CommittingWriter { inner, digest }
     }
 }
 
 impl AsyncFileWriter for CommittingWriter {
     fn write(&mut self, bs: bytes::Bytes) -> BoxFuture<'_, ParquetResult<()>> {
+        self.digest.update(&bs);
         match &mut self.inner {
             MonthWriter::Local { file, .. } => AsyncFileWriter::write(file, bs),
             MonthWriter::Remote(w) => AsyncFileWriter::write(w, bs),

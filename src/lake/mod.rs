@@ -4,6 +4,7 @@
 
 pub(crate) mod commit;
 pub(crate) mod ddl;
+pub mod integrity;
 pub(crate) mod journal;
 pub(crate) mod layout;
 pub(crate) mod lock;
@@ -11,6 +12,7 @@ pub(crate) mod manifest;
 pub(crate) mod parquet;
 pub(crate) mod snapshot;
 pub(crate) mod status;
+pub mod verify;
 pub(crate) mod version;
 
 use std::path::{Path, PathBuf};
@@ -188,6 +190,19 @@ impl Lake {
             path = path.clone().join(part);
         }
         path
+    }
+
+    /// `path` relative to the lake's root, `/`-separated (as the integrity
+    /// log names files).
+    pub fn relative(&self, path: &ObjectPath) -> String {
+        path.prefix_match(&self.prefix)
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_else(|| path.to_string())
     }
 
     /// A URL DataFusion can read an object of this lake at.

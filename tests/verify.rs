@@ -1,0 +1,177 @@
+//! `auditlake verify` on the testdata lake, untouched and then tampered
+//! with in each way the integrity log must catch.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::common::*;
+
+fn verify(lake: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["verify", "--lake", lake.to_str().unwrap()];
+    args.extend(extra);
+    auditlake(&args)
+}
+
+/// The finding lines (everything but the summary).
+fn findings(out: &std::process::Output) -> Vec<String> {
+    let text = stdout(out);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[..lines.len() - 1]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// Rewrites a Parquet file with `keep` of its rows, in arrow-rs's default
+/// encoding (so its bytes change even when every row is kept).
+fn rewrite(file: &Path, keep: usize) {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    let schema = batches[0].schema();
+    let all = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
+    let kept = all.slice(0, keep);
+    let temp = file.with_extension("tmp");
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(&temp).unwrap(),
+        Arc::clone(&schema),
+        None,
+    )
+    .unwrap();
+    writer.write(&kept).unwrap();
+    writer.close().unwrap();
+    std::fs::rename(temp, file).unwrap();
+}
+
+#[test]
+fn an_untouched_lake_verifies_and_says_its_head() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let out = verify(&lake, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("verified: 3 files (") && text.contains(" and 3 log entries checked in "),
+        "{text}"
+    );
+    assert!(text.contains("; everything holds; head "), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&verify(&lake, &["--json"]))).unwrap();
+    assert_eq!(json["files_checked"], 3);
+    assert_eq!(json["findings"], serde_json::json!([]));
+    let head = json["head"].as_str().unwrap().to_string();
+    assert_eq!(head.len(), 64);
+    assert!(verify(&lake, &["--expect-head", &head]).status.success());
+    // Converting more moves the head: the old anchor no longer holds.
+    convert_ok(&lake, &[&testdata("heroku-reexport")]);
+    let out = verify(&lake, &["--expect-head", &head]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(findings(&out).len(), 1);
+    assert!(findings(&out)[0].starts_with("head differs: the log's head is "));
+    assert!(verify(&lake, &[]).status.success());
+}
+
+/// Re-encoding a file (same rows) and dropping a row are both caught, and
+/// told apart; a removed file is missing, an added one unknown.
+#[test]
+fn changed_removed_and_added_files_are_found() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let month = |m: u32| lake.join(format!("heroku/year=2024/month={m}/acme.parquet"));
+    rewrite(&month(1), 5);
+    rewrite(&month(2), 3);
+    std::fs::remove_file(month(3)).unwrap();
+    std::fs::create_dir_all(lake.join("heroku/year=2024/month=5")).unwrap();
+    std::fs::copy(month(2), month(5)).unwrap();
+    let out = verify(&lake, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let found = findings(&out);
+    assert_eq!(found.len(), 4, "{found:#?}");
+    // Months merge in parallel: which entry wrote which month varies.
+    let modified = |month: u32, what: &str| {
+        let line = &found[month as usize - 1];
+        let prefix = format!(
+            "file modified: heroku/year=2024/month={month}/acme.parquet: modified since entry "
+        );
+        assert!(line.starts_with(&prefix), "{found:#?}");
+        assert!(line.contains(what), "{found:#?}");
+    };
+    modified(1, ": its bytes differ (its rows do not) (5 rows, sha256 ");
+    modified(2, ": its bytes and its rows differ (3 rows, sha256 ");
+    assert!(found[1].contains("the log says 4 rows"), "{found:#?}");
+    assert_eq!(
+        found[2],
+        "file unknown: heroku/year=2024/month=5/acme.parquet: present but unknown to the integrity log"
+    );
+    assert!(
+        found[3].starts_with(
+            "file missing: heroku/year=2024/month=3/acme.parquet: missing (written by entry "
+        ),
+        "{found:#?}"
+    );
+    assert!(
+        stdout(&out)
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("FAILED: 2 files (")
+    );
+}
+
+/// An edited entry breaks the chain at the next one; a removed entry
+/// breaks it where the numbers skip.
+#[test]
+fn edited_and_removed_log_entries_break_the_chain() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let log = lake.join("_auditlake/log");
+    let second = log.join("000000000002.json");
+    let text = std::fs::read_to_string(&second).unwrap();
+    // Whichever month entry 2 wrote, its row count is changed.
+    let entry: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = entry["files"][0]["rows"].as_u64().unwrap();
+    let path = entry["files"][0]["path"].as_str().unwrap().to_string();
+    let edited = text.replace(
+        &format!("\"rows\": {rows}"),
+        &format!("\"rows\": {}", rows * 10),
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&second, edited).unwrap();
+    let out = verify(&lake, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let found = findings(&out);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with("chain broken at 3: it names "),
+        "{found:#?}"
+    );
+    assert!(
+        found[0].ends_with("(entry 2 was edited or removed)"),
+        "{found:#?}"
+    );
+    assert_eq!(
+        found[1],
+        format!(
+            "file modified: {path}: modified since entry 2: its row count differs from the log's ({rows} rows, sha256 {sha}; the log says {} rows, sha256 {sha})",
+            rows * 10,
+            sha = entry["files"][0]["sha256"].as_str().unwrap()
+        )
+    );
+
+    std::fs::write(&second, text).unwrap();
+    assert!(verify(&lake, &[]).status.success());
+    std::fs::remove_file(&second).unwrap();
+    let found = findings(&verify(&lake, &[]));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("chain broken at 2: found 000000000003.json holding entry 3")),
+        "{found:#?}"
+    );
+}
