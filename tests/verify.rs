@@ -175,3 +175,91 @@ fn edited_and_removed_log_entries_break_the_chain() {
         "{found:#?}"
     );
 }
+
+/// Entries signed with a key from `keygen` verify against its public key;
+/// a re-signed or unsigned entry, or another key, does not.
+#[test]
+fn signed_entries_verify_against_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("audit");
+    let out = auditlake(&["keygen", "--out", keys.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (secret, public) = (dir.path().join("audit.key"), dir.path().join("audit.pub"));
+    assert_eq!(std::fs::read_to_string(&secret).unwrap().trim().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // keygen never overwrites.
+    assert_eq!(
+        auditlake(&["keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    let lake = dir.path().join("lake");
+    let out = auditlake(&[
+        "convert",
+        "--quiet",
+        "--sign-key",
+        secret.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+        testdata("heroku").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public_arg = ["--public-key", public.to_str().unwrap()];
+    let out = verify(&lake, &public_arg);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // An unsigned entry (converted without the key) is found.
+    convert_ok(&lake, &[&testdata("heroku-reexport")]);
+    let found = findings(&verify(&lake, &public_arg));
+    assert_eq!(found, ["signature missing: entry 4 is not signed"]);
+    std::fs::remove_file(lake.join("_auditlake/log/000000000004.json")).unwrap();
+
+    // Another key's public half rejects every entry.
+    let other = dir.path().join("other");
+    assert!(
+        auditlake(&["keygen", "--out", other.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let other_pub = dir.path().join("other.pub");
+    let found = findings(&verify(
+        &lake,
+        &["--public-key", other_pub.to_str().unwrap()],
+    ));
+    assert!(
+        found
+            .iter()
+            .filter(|f| f.starts_with("signature invalid: entry "))
+            .count()
+            >= 3,
+        "{found:#?}"
+    );
+
+    // An edit of the signed entry (the head, so no chain hides it) is
+    // caught; so is March, whose newest entry (4) was removed above.
+    let head = lake.join("_auditlake/log/000000000003.json");
+    let text = std::fs::read_to_string(&head).unwrap();
+    std::fs::write(
+        &head,
+        text.replace("\"by\": \"convert\"", "\"by\": \"upgrade\""),
+    )
+    .unwrap();
+    let found = findings(&verify(&lake, &public_arg));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(
+        found[0],
+        "signature invalid: entry 3 was not signed by the given key, or was changed after it was signed"
+    );
+    assert!(
+        found[1].starts_with(
+            "file modified: heroku/year=2024/month=3/acme.parquet: modified since entry "
+        ) && found[1].contains(": its bytes and its rows differ (8 rows"),
+        "{found:#?}"
+    );
+}

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use crate::cli::progress::{ConvertProgress, total_line};
 use crate::cli::{ConvertArgs, SourceFormat};
 use crate::convert::{self, ConvertOptions};
-use crate::lake::Lake;
 use crate::source::Format;
 use crate::source::mapping::Mapping;
 
 /// Runs `convert`; returns whether every archive converted (or was unchanged).
 pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
-    let lake = Lake::open(&args.lake.lake)?;
+    let lake = super::writing_lake(&args.lake.lake, args.sign_key.as_deref())?;
     let format = match (&args.mapping, args.format) {
         (Some(path), _) => Some(Format::Mapped(Arc::new(Mapping::load(path)?))),
         (None, Some(f)) => Some(match f {

@@ -43,6 +43,7 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Upgrade(args) => upgrade::run(args).await?,
         Command::Pull(args) => return pull::run(args).await,
         Command::Verify(args) => verify::run(args).await?,
+        Command::Keygen(args) => keygen(args)?,
     };
     Ok(if ok { 0 } else { 1 })
 }
@@ -95,12 +96,68 @@ pub enum Command {
     Pull(PullArgs),
     /// Check every data file and the integrity log's hash chain: prove the lake holds what was written.
     Verify(VerifyArgs),
+    /// Write a new Ed25519 key pair for signing the integrity log (PREFIX.key, PREFIX.pub).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the keys: PREFIX.key (secret, mode 0600) and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+}
+
+/// The lake at `location`, signing its log entries with the key at `key`.
+pub fn writing_lake(
+    location: &str,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<crate::lake::Lake> {
+    let lake = crate::lake::Lake::open(location)?;
+    Ok(match key {
+        Some(path) => lake.signing_with(crate::lake::integrity::load_signing_key(path)?),
+        None => lake,
+    })
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let (secret, public) = crate::lake::integrity::generate_key();
+    let with = |ext: &str| {
+        let mut name = args.out.clone().into_os_string();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    let (key_path, pub_path) = (with(".key"), with(".pub"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&key_path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create {} ({e}); keygen never overwrites a key",
+            key_path.display()
+        )
+    })?;
+    file.write_all(secret.as_bytes())?;
+    std::fs::write(&pub_path, &public)
+        .map_err(|e| anyhow::anyhow!("cannot write {} ({e})", pub_path.display()))?;
+    println!(
+        "wrote {} (secret: keep it off the lake) and {} (give it to auditors: auditlake verify --public-key {})",
+        key_path.display(),
+        pub_path.display(),
+        pub_path.display()
+    );
+    Ok(true)
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub lake: LakeArg,
+
+    /// Check every entry's Ed25519 signature against this public key (from `auditlake keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 
     /// The head hash anchored earlier (from `status` or a previous verify): the log must still end there.
     #[arg(long, value_name = "SHA256")]
@@ -131,6 +188,10 @@ pub struct PullArgs {
     /// Directory for temporary staging and spill files [default: system temp dir].
     #[arg(long, value_name = "DIR", global = true)]
     pub temp_dir: Option<PathBuf>,
+
+    /// Sign each integrity-log entry with this Ed25519 key (from `auditlake keygen`).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub sign_key: Option<PathBuf>,
 
     /// Keep the raw bodies here (a directory or s3://BUCKET/PREFIX) instead of <lake>/_auditlake/raw.
     #[arg(long, value_name = "DIR", global = true)]
@@ -186,6 +247,10 @@ fn parse_month(text: &str) -> Result<String, String> {
 pub struct UpgradeArgs {
     #[command(flatten)]
     pub lake: LakeArg,
+
+    /// Sign each integrity-log entry with this Ed25519 key (from `auditlake keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 
     /// Memory limit of the rewrite (e.g. 256M, 1G); sorts spill to disk beyond it.
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
@@ -299,6 +364,10 @@ pub struct ConvertArgs {
 
     #[command(flatten)]
     pub lake: LakeArg,
+
+    /// Sign each integrity-log entry with this Ed25519 key (from `auditlake keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 
     /// Read every input as this format instead of detecting it from content.
     #[arg(long, value_enum, value_name = "FORMAT")]

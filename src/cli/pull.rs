@@ -18,7 +18,7 @@ use crate::source::DEFAULT_MAX_ENTRY_SIZE;
 
 /// Runs the pull; returns its exit code (see [`PullSummary::exit_code`]).
 pub async fn run(args: PullArgs) -> anyhow::Result<u8> {
-    let lake = Lake::open(&args.lake)?;
+    let lake = super::writing_lake(&args.lake, args.sign_key.as_deref())?;
     let raw = args.raw.as_deref().map(Lake::open).transpose()?;
     let options = PullOptions {
         raw,

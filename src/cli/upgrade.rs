@@ -6,6 +6,10 @@ use crate::convert::upgrade::upgrade;
 
 pub async fn run(args: UpgradeArgs) -> anyhow::Result<bool> {
     let lake = open_existing_lake(&args.lake).await?;
+    let lake = match &args.sign_key {
+        Some(path) => lake.signing_with(crate::lake::integrity::load_signing_key(path)?),
+        None => lake,
+    };
     let temp_root = args.temp_dir.unwrap_or_else(std::env::temp_dir);
     let summary = upgrade(&lake, args.memory_limit, &temp_root).await?;
     if args.json {

@@ -5,7 +5,12 @@ use crate::lake::verify::verify;
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     let lake = open_existing_lake(&args.lake).await?;
-    let report = verify(&lake, args.expect_head.as_deref()).await?;
+    let key = args
+        .public_key
+        .as_deref()
+        .map(crate::lake::integrity::load_public_key)
+        .transpose()?;
+    let report = verify(&lake, args.expect_head.as_deref(), key.as_ref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(report.ok());

@@ -26,6 +26,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
@@ -251,6 +252,72 @@ pub struct LogEntry {
     pub files: Vec<FileRecord>,
     /// SHA-256 of the previous entry's bytes; None for the first.
     pub prev: Option<String>,
+    /// Ed25519 public key (hex) and signature (hex) over the entry as
+    /// written without these two fields (`--sign-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl LogEntry {
+    /// The bytes a signature covers: the entry without its signature fields.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.public_key = None;
+        unsigned.signature = None;
+        serde_json::to_vec_pretty(&unsigned).expect("an entry serializes")
+    }
+
+    /// Whether `key` signed this entry.
+    pub fn signed_by(&self, key: &VerifyingKey) -> bool {
+        let Some(signature) = self
+            .signature
+            .as_deref()
+            .and_then(|s| hex::decode(s).ok())
+            .and_then(|b| Signature::from_slice(&b).ok())
+        else {
+            return false;
+        };
+        key.verify_strict(&self.signed_bytes(), &signature).is_ok()
+    }
+}
+
+/// Reads a key file written by `auditlake keygen`: 64 hex digits.
+fn key_bytes(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key {}", path.display()))?;
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .with_context(|| {
+            format!(
+                "{} is not a key written by `auditlake keygen` (64 hex digits)",
+                path.display()
+            )
+        })?;
+    Ok(bytes)
+}
+
+/// The signing key in `path` (`--sign-key`).
+pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    Ok(SigningKey::from_bytes(&key_bytes(path)?))
+}
+
+/// The public key in `path` (`verify --public-key`).
+pub fn load_public_key(path: &std::path::Path) -> anyhow::Result<VerifyingKey> {
+    VerifyingKey::from_bytes(&key_bytes(path)?)
+        .with_context(|| format!("{} is not an Ed25519 public key", path.display()))
+}
+
+/// A new key pair: the secret and the public key, as hex lines.
+pub fn generate_key() -> (String, String) {
+    let secret: [u8; 32] = rand::random();
+    let key = SigningKey::from_bytes(&secret);
+    (
+        format!("{}\n", hex::encode(key.to_bytes())),
+        format!("{}\n", hex::encode(key.verifying_key().to_bytes())),
+    )
 }
 
 /// An entry as stored: its bytes, their hash, and the entry they hold.
@@ -323,6 +390,19 @@ pub async fn append(
             archives: archives.clone(),
             files: files.clone(),
             prev,
+            public_key: None,
+            signature: None,
+        };
+        let entry = match lake.signer() {
+            Some(key) => {
+                let signature = key.sign(&entry.signed_bytes());
+                LogEntry {
+                    public_key: Some(hex::encode(key.verifying_key().to_bytes())),
+                    signature: Some(hex::encode(signature.to_bytes())),
+                    ..entry
+                }
+            }
+            None => entry,
         };
         let bytes = serde_json::to_vec_pretty(&entry)?;
         let put = lake

@@ -52,6 +52,8 @@ pub struct Lake {
     prefix: ObjectPath,
     /// The root on disk for local lakes.
     local: Option<PathBuf>,
+    /// Signs the integrity log's new entries (`--sign-key`).
+    signer: Option<Arc<ed25519_dalek::SigningKey>>,
 }
 
 /// One data file of the lake.
@@ -128,6 +130,7 @@ impl Lake {
             store_url: Some(store_url),
             prefix,
             local: None,
+            signer: None,
         })
     }
 
@@ -149,7 +152,18 @@ impl Lake {
             store_url: None,
             prefix,
             local: Some(root),
+            signer: None,
         })
+    }
+
+    /// This lake, signing the integrity log entries it appends with `key`.
+    pub fn signing_with(mut self, key: ed25519_dalek::SigningKey) -> Self {
+        self.signer = Some(Arc::new(key));
+        self
+    }
+
+    pub(crate) fn signer(&self) -> Option<&ed25519_dalek::SigningKey> {
+        self.signer.as_deref()
     }
 
     /// The lake's location as users wrote it (a path or an `s3://` URL).

@@ -58,7 +58,11 @@ impl VerifyReport {
 
 /// Verifies `lake`; `expected_head`, when given, is the head hash the user
 /// anchored earlier, which pins the log's newest entry too.
-pub async fn verify(lake: &Lake, expected_head: Option<&str>) -> anyhow::Result<VerifyReport> {
+pub async fn verify(
+    lake: &Lake,
+    expected_head: Option<&str>,
+    public_key: Option<&ed25519_dalek::VerifyingKey>,
+) -> anyhow::Result<VerifyReport> {
     let started = Instant::now();
     let mut findings = Vec::new();
     let entries = integrity::entries(lake).await?;
@@ -95,6 +99,21 @@ pub async fn verify(lake: &Lake, expected_head: Option<&str>) -> anyhow::Result<
                             seq - 1
                         ),
                     });
+                }
+                if let Some(key) = public_key {
+                    if entry.signature.is_none() {
+                        findings.push(Finding {
+                            kind: "signature missing",
+                            message: format!("signature missing: entry {seq} is not signed"),
+                        });
+                    } else if !entry.signed_by(key) {
+                        findings.push(Finding {
+                            kind: "signature invalid",
+                            message: format!(
+                                "signature invalid: entry {seq} was not signed by the given key, or was changed after it was signed"
+                            ),
+                        });
+                    }
                 }
                 for file in &entry.files {
                     expected.insert(file.path.clone(), (entry.seq, file.clone()));
