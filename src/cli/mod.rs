@@ -155,6 +155,10 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub lake: LakeArg,
 
+    /// Prove these archives (files, directories, s3:// prefixes; e.g. pull's raw copies) entry by entry against the lake instead.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub archives: Vec<String>,
+
     /// Check every entry's Ed25519 signature against this public key (from `auditlake keygen`).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,

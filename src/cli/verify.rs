@@ -1,10 +1,16 @@
 //! `auditlake verify`: the integrity check, one line per finding.
 
 use crate::cli::{VerifyArgs, human_bytes, open_existing_lake};
+use crate::convert::prove::prove;
+use crate::lake::Lake;
 use crate::lake::verify::verify;
+use crate::source::DEFAULT_MAX_ENTRY_SIZE;
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     let lake = open_existing_lake(&args.lake).await?;
+    if !args.archives.is_empty() {
+        return prove_archives(&lake, &args).await;
+    }
     let key = args
         .public_key
         .as_deref()
@@ -33,6 +39,52 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
             n => format!("{n} findings"),
         },
         report.head.as_deref().unwrap_or("none (no log yet)")
+    );
+    Ok(report.ok())
+}
+
+/// `verify --archives`: one line per entry that is not in the lake as its
+/// archive has it, one summary line per archive, then the verdict.
+async fn prove_archives(lake: &Lake, args: &VerifyArgs) -> anyhow::Result<bool> {
+    let report = prove(lake, &args.archives, None, DEFAULT_MAX_ENTRY_SIZE).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(report.ok());
+    }
+    for a in &report.archives {
+        for id in &a.missing {
+            println!("missing: {}: {id} is not in the lake", a.archive);
+        }
+        for id in &a.altered {
+            println!(
+                "altered: {}: {id} differs in the lake, and no later archive given holds the lake's row",
+                a.archive
+            );
+        }
+        for (id, by) in &a.superseded {
+            println!("superseded: {}: {id} is held as {by} has it", a.archive);
+        }
+    }
+    for id in &report.unexpected {
+        println!("unexpected: {id} is in the lake but in none of the archives given");
+    }
+    for a in &report.archives {
+        println!(
+            "{}: {} entries: {} unchanged, {} superseded, {} missing, {} altered",
+            a.archive,
+            a.entries,
+            a.unchanged,
+            a.superseded.len(),
+            a.missing.len(),
+            a.altered.len()
+        );
+    }
+    println!(
+        "{}: {} archive{} proved against the lake in {:.2} s",
+        if report.ok() { "verified" } else { "FAILED" },
+        report.archives.len(),
+        if report.archives.len() == 1 { "" } else { "s" },
+        report.seconds
     );
     Ok(report.ok())
 }

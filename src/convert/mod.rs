@@ -21,6 +21,7 @@
 pub(crate) mod discover;
 mod journal;
 pub(crate) mod merge;
+pub mod prove;
 mod schedule;
 pub(crate) mod scratch;
 pub(crate) mod stage;

@@ -108,6 +108,23 @@ fn canonical_type(ty: &DataType) -> DataType {
 }
 
 fn hash_column(hasher: &mut Sha256, column: &ArrayRef) -> anyhow::Result<()> {
+    encode_column(column, &mut |_, bytes| hasher.update(bytes))
+}
+
+/// A digest of each row of `batch`: SHA-256 over its values, each encoded as
+/// the content digest encodes it. Two rows are equal, value for value, when
+/// their digests are (`verify --archives` compares entries with the lake so).
+pub fn row_digests(batch: &RecordBatch) -> anyhow::Result<Vec<[u8; 32]>> {
+    let mut hashers = vec![Sha256::new(); batch.num_rows()];
+    for column in batch.columns() {
+        encode_column(column, &mut |row, bytes| hashers[row].update(bytes))?;
+    }
+    Ok(hashers.into_iter().map(|h| h.finalize().into()).collect())
+}
+
+/// Hands `sink` the canonical encoding of each value of `column`, as
+/// (row, bytes) pieces in row order.
+fn encode_column(column: &ArrayRef, sink: &mut dyn FnMut(usize, &[u8])) -> anyhow::Result<()> {
     let target = canonical_type(column.data_type());
     let column = if &target == column.data_type() {
         column.clone()
@@ -120,50 +137,47 @@ fn hash_column(hasher: &mut Sha256, column: &ArrayRef) -> anyhow::Result<()> {
             let values = column.as_primitive::<$ty>();
             for i in 0..values.len() {
                 if valid(i) {
-                    hasher.update([1u8]);
-                    hasher.update(values.value(i).to_le_bytes());
+                    sink(i, &[1u8]);
+                    sink(i, &values.value(i).to_le_bytes());
                 } else {
-                    hasher.update([0u8]);
+                    sink(i, &[0u8]);
                 }
             }
         }};
     }
+    let mut bytes_value = |i: usize, v: Option<&[u8]>| match v {
+        Some(v) => {
+            sink(i, &[1u8]);
+            sink(i, &(v.len() as u64).to_le_bytes());
+            sink(i, v);
+        }
+        None => sink(i, &[0u8]),
+    };
     use datafusion::arrow::datatypes as t;
     match column.data_type() {
         DataType::Utf8 => {
             let values = column.as_string::<i32>();
             for i in 0..values.len() {
-                if valid(i) {
-                    let v = values.value(i).as_bytes();
-                    hasher.update([1u8]);
-                    hasher.update((v.len() as u64).to_le_bytes());
-                    hasher.update(v);
-                } else {
-                    hasher.update([0u8]);
-                }
+                bytes_value(i, valid(i).then(|| values.value(i).as_bytes()));
             }
         }
         DataType::Binary => {
             let values = column.as_binary::<i32>();
             for i in 0..values.len() {
-                if valid(i) {
-                    let v = values.value(i);
-                    hasher.update([1u8]);
-                    hasher.update((v.len() as u64).to_le_bytes());
-                    hasher.update(v);
-                } else {
-                    hasher.update([0u8]);
-                }
+                bytes_value(i, valid(i).then(|| values.value(i)));
             }
         }
         DataType::Boolean => {
             let values = column.as_boolean();
             for i in 0..values.len() {
-                hasher.update(if !valid(i) {
-                    [0u8, 0]
-                } else {
-                    [1, values.value(i) as u8]
-                });
+                sink(
+                    i,
+                    &if !valid(i) {
+                        [0u8, 0]
+                    } else {
+                        [1, values.value(i) as u8]
+                    },
+                );
             }
         }
         DataType::Int8 => fixed!(t::Int8Type),
@@ -188,14 +202,8 @@ fn hash_column(hasher: &mut Sha256, column: &ArrayRef) -> anyhow::Result<()> {
             let options = FormatOptions::default();
             let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
             for i in 0..column.len() {
-                if valid(i) {
-                    let v = formatter.value(i).to_string();
-                    hasher.update([1u8]);
-                    hasher.update((v.len() as u64).to_le_bytes());
-                    hasher.update(v.as_bytes());
-                } else {
-                    hasher.update([0u8]);
-                }
+                let text = valid(i).then(|| formatter.value(i).to_string());
+                bytes_value(i, text.as_deref().map(str::as_bytes));
             }
         }
     }

@@ -231,6 +231,28 @@ async fn file_content(
     Ok((digest.finish(), rows))
 }
 
+/// Hands each record batch of a Parquet object to `f`, streamed.
+pub async fn each_batch(
+    lake: &Lake,
+    path: &object_store::path::Path,
+    size: u64,
+    mut f: impl FnMut(&datafusion::arrow::array::RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let reader = StoreReader {
+        store: lake.store().clone(),
+        path: path.clone(),
+        size,
+    };
+    let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
+        .await?
+        .with_batch_size(8192)
+        .build()?;
+    while let Some(batch) = batches.try_next().await? {
+        f(&batch)?;
+    }
+    Ok(())
+}
+
 /// Reads a Parquet object by ranges, as the Parquet reader asks for them.
 struct StoreReader {
     store: Arc<dyn object_store::ObjectStore>,
