@@ -360,3 +360,97 @@ fn archives_are_proved_entry_by_entry() {
         stdout(&out)
     );
 }
+
+/// `query --evidence`: the answer, its SQL and parameters, the one file it
+/// read (with the SHA-256 the log has for it), the log head and a verify
+/// report, in a folder and a .tar.gz; a folder in use is refused.
+#[tokio::test]
+async fn query_evidence_holds_what_an_auditor_checks() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let evidence = dir.path().join("ticket-4711");
+    let sql = "SELECT id, action FROM heroku WHERE month = 2 AND action = $action ORDER BY id";
+    let out = auditlake(&[
+        "query",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--param",
+        "action=create",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        sql,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected = "id,action\n0b6c1e3a-0000-4000-8000-000000000011,create\n0b6c1e3a-0000-4000-8000-000000000012,create\n";
+    assert_eq!(stdout(&out), expected);
+    assert_eq!(
+        std::fs::read_to_string(evidence.join("result.csv")).unwrap(),
+        expected
+    );
+    assert_eq!(
+        std::fs::read_to_string(evidence.join("query.sql")).unwrap(),
+        format!("{sql}\n")
+    );
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(evidence.join("params.json")).unwrap())
+            .unwrap();
+    assert_eq!(params, serde_json::json!({"action": "create"}));
+    let rows = query_file(&evidence.join("result.parquet"), "SELECT count(*) FROM t").await;
+    assert_eq!(rows, [["2"]]);
+    let facts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(evidence.join("evidence.json")).unwrap())
+            .unwrap();
+    assert_eq!(facts["rows"], 2);
+    assert_eq!(facts["verified"], true);
+    let read = facts["files_read"].as_array().unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0]["path"], "heroku/year=2024/month=2/acme.parquet");
+    // The SHA-256 is the one the log recorded for that file.
+    let log = std::fs::read_dir(lake.join("_auditlake/log"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|t| t.contains("month=2/acme.parquet"))
+        .unwrap();
+    assert!(log.contains(read[0]["sha256"].as_str().unwrap()));
+    let head: serde_json::Value = serde_json::from_str(&stdout(&auditlake(&[
+        "status",
+        "--json",
+        "--lake",
+        lake.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(facts["log_head"]["sha256"], head["log_head"]["sha256"]);
+    // The .tar.gz holds the folder.
+    let archive = dir.path().join("ticket-4711.tar.gz");
+    let mut names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&archive).unwrap(),
+    ))
+    .entries()
+    .unwrap()
+    .map(|e| e.unwrap().path().unwrap().display().to_string())
+    .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ticket-4711/evidence.json",
+            "ticket-4711/params.json",
+            "ticket-4711/query.sql",
+            "ticket-4711/result.csv",
+            "ticket-4711/result.parquet",
+            "ticket-4711/verify.json",
+        ]
+    );
+    let again = auditlake(&[
+        "query",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "SELECT 1",
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("is not empty: evidence goes into a new folder"));
+}

@@ -3,6 +3,7 @@
 
 mod convert;
 mod ddl;
+mod evidence;
 mod progress;
 mod pull;
 mod query;
@@ -328,6 +329,10 @@ pub struct QueryArgs {
     /// Write the result to a file instead of stdout.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// Also write evidence for an auditor into DIR (and DIR.tar.gz): the result as CSV and Parquet, the SQL, the parameters, the files read with their SHA-256, the log head and a verify report.
+    #[arg(long, value_name = "DIR")]
+    pub evidence: Option<PathBuf>,
 
     #[command(flatten)]
     pub lake: LakeArg,

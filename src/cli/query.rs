@@ -61,6 +61,25 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
     if args.format == OutputFormat::Parquet && statements.len() > 1 {
         bail!("--format parquet takes a single statement");
     }
+    if let Some(dir) = &args.evidence {
+        if statements.len() > 1 {
+            bail!("--evidence takes a single statement");
+        }
+        let batches =
+            super::evidence::write(&engine, &statements[0], params.clone(), &args.params, dir)
+                .await?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+        let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        );
+        print_stream(Box::pin(stream), args.format, &mut *out, None).await?;
+        out.flush()?;
+        return Ok(true);
+    }
     for statement in &statements {
         let stream = engine.execute(statement, params.clone()).await?;
         print_stream(stream, args.format, &mut *out, None).await?;

@@ -350,6 +350,32 @@ impl Engine {
     }
 }
 
+/// The files a physical plan reads (its file scans' groups), in plan order,
+/// each once: what `query --evidence` lists with their SHA-256.
+pub fn scanned_files(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> Vec<object_store::path::Path> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::physical_plan::FileScanConfig;
+    use datafusion::datasource::source::DataSourceExec;
+    let mut files: Vec<object_store::path::Path> = Vec::new();
+    let _ = plan.apply(|node| {
+        if let Some(exec) = node.downcast_ref::<DataSourceExec>()
+            && let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>()
+        {
+            for group in &config.file_groups {
+                for file in group.iter() {
+                    if !files.contains(&file.object_meta.location) {
+                        files.push(file.object_meta.location.clone());
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    files
+}
+
 /// Turns DataFusion's refusal of writes into advice.
 fn explain_error(e: datafusion::error::DataFusionError, allow_write: bool) -> anyhow::Error {
     let text = e.strip_backtrace();

@@ -191,7 +191,7 @@ pub async fn verify(
 }
 
 /// SHA-256 and size of an object, streamed.
-async fn file_sha256(
+pub async fn file_sha256(
     lake: &Lake,
     path: &object_store::path::Path,
 ) -> anyhow::Result<(String, u64)> {
