@@ -629,3 +629,39 @@ fn empty_months_of_either_shape_are_pulled() {
         ["2024-03", "2024-04", "2024-05"]
     );
 }
+
+/// Two pulls of one source on one lake: the second says who runs and
+/// stops (exit 1) without fetching; the first finishes.
+#[test]
+fn a_second_pull_of_the_same_source_stops_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let api = FakeApi::start(
+        dir.path(),
+        json!({"token": TOKEN, "heroku": {"account": "acme", "archives": heroku_months(dir.path())},
+               "faults": [{"id": "slow", "path": "/s3/", "kind": "slow", "seconds": 2}]}),
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_auditlake"))
+        .args(["pull", "heroku", "--account", "acme", "--quiet", "--lake"])
+        .arg(&lake)
+        .env("HEROKU_API_URL", api.url())
+        .env("HEROKU_API_KEY", TOKEN)
+        .spawn()
+        .unwrap();
+    while !api.requests().iter().any(|r| r.contains(" /s3/")) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let requests = api.requests().len();
+    let second = pull(&api, &lake, &["heroku", "--account", "acme"], TOKEN);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).starts_with(
+            "auditlake: error: another `auditlake pull heroku` of acme is running on this lake ("
+        ),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(api.requests().len(), requests, "the second pull fetched");
+    assert!(first.wait().unwrap().success());
+    assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+}
