@@ -7,7 +7,7 @@
 use std::io::Read;
 
 use super::Format;
-use super::error::{SourceError, frame_err};
+use super::error::{SourceError, frame_err, shown_name};
 use super::json_frames::{JsonFramer, describe_byte};
 use super::mapped_reader::read_mapped;
 use super::rows::{ParsedBatch, ReadStats, Rows, expect_array, read_array};
@@ -112,7 +112,7 @@ fn read_pages<R: Read, S: FnMut(&Format, ParsedBatch) -> anyhow::Result<()>>(
                         .next_value("as a top-level value")
                         .map_err(frame_err(None))?;
                     if other_keys.len() < 5 {
-                        other_keys.push(key);
+                        other_keys.push(shown_name(&key));
                     }
                 }
                 if !framer

@@ -87,6 +87,33 @@ pub(crate) fn frame_err(entry: Option<u64>) -> impl Fn(FrameError) -> SourceErro
     move |e| SourceError::from_frame(e, entry)
 }
 
+/// A name from the archive (a key) as a message shows it: as it is when
+/// it is short plain text, else JSON-quoted (so a newline or a control
+/// character cannot break the one-line message) and cut to 40 characters.
+pub(crate) fn shown_name(name: &str) -> String {
+    const LONGEST: usize = 40;
+    if name.chars().count() <= LONGEST && !name.chars().any(char::is_control) {
+        return name.to_string();
+    }
+    let cut: String = name.chars().take(LONGEST).collect();
+    let quoted = serde_json::to_string(&cut).expect("strings serialize");
+    if cut.len() < name.len() {
+        format!("{quoted}…")
+    } else {
+        quoted
+    }
+}
+
+/// A name from the archive in quotes, as [`shown_name`] keeps it on one line.
+pub(crate) fn quoted_name(name: &str) -> String {
+    let shown = shown_name(name);
+    if shown.starts_with('"') {
+        shown
+    } else {
+        format!("\"{shown}\"")
+    }
+}
+
 /// `64 MiB`, `1.5 KiB`, `12 bytes`: a limit as the user would write it.
 pub(crate) fn human_size(bytes: usize) -> String {
     match bytes {
@@ -131,6 +158,16 @@ mod tests {
             SourceError::from_frame(truncated, Some(1)).to_string(),
             format!("entry 1 (byte 9): {reason}")
         );
+    }
+
+    #[test]
+    fn names_from_the_archive_stay_on_one_line() {
+        assert_eq!(shown_name("entries"), "entries");
+        assert_eq!(shown_name("accog_ch\nt"), "\"accog_ch\\nt\"");
+        let long = "k".repeat(50);
+        assert_eq!(shown_name(&long), format!("\"{}\"…", "k".repeat(40)));
+        assert_eq!(quoted_name("entries"), "\"entries\"");
+        assert_eq!(quoted_name("a\tb"), "\"a\\tb\"");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::io::Read;
 use datafusion::arrow::array::RecordBatch;
 
 use super::entry::{RawEntry, describe_json};
-use super::error::{SourceError, frame_err};
+use super::error::{SourceError, frame_err, quoted_name};
 use super::json_frames::{FrameError, JsonFramer, byte_offset_of, describe_byte, json_reason};
 use super::{BATCH_ROWS, Format, Position, flat, heroku, mapped, scan, terraform};
 
@@ -206,7 +206,11 @@ pub(super) fn expect_array<R: Read>(
         Some(b) => Err(SourceError::at(
             None,
             framer.offset(),
-            format!("\"{key}\" must be an array, found {}", describe_byte(b)),
+            format!(
+                "{} must be an array, found {}",
+                quoted_name(key),
+                describe_byte(b)
+            ),
         )),
         None => Err(SourceError::from_frame(
             FrameError::Truncated {
