@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use std::sync::Arc;
 
-use crate::cli::progress::{ConvertProgress, total_line};
+use crate::cli::progress::{ConvertProgress, failure_lines, total_line};
 use crate::cli::{ConvertArgs, SourceFormat};
 use crate::convert::{self, ConvertOptions};
 use crate::source::Format;
@@ -41,15 +41,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<bool> {
     let summary = summary?;
 
     // Failures always go to stderr, one line each, whatever the output mode.
-    for outcome in &summary.archives {
-        if let Some(error) = &outcome.error {
-            eprintln!(
-                "auditlake: error: {}: {}",
-                outcome.path,
-                crate::report::one_line(error)
-            );
-        }
-    }
+    failure_lines(&summary);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.quiet {

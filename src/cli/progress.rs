@@ -135,6 +135,19 @@ pub fn outcome_line(o: &ArchiveOutcome) -> Option<String> {
     }
 }
 
+/// Prints each failed archive of a run on stderr, one line each.
+pub fn failure_lines(summary: &RunSummary) {
+    for outcome in &summary.archives {
+        if let Some(error) = &outcome.error {
+            eprintln!(
+                "auditlake: error: {}: {}",
+                outcome.path,
+                crate::report::one_line(error)
+            );
+        }
+    }
+}
+
 pub fn total_line(s: &RunSummary) -> String {
     format!(
         "total: {} archive{} ({} converted, {} unchanged, {} failed), {} entries, {} rows written ({} new), {:.2}s",

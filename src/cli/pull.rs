@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 
-use super::progress::{ConvertProgress, total_line};
+use super::progress::{ConvertProgress, failure_lines, total_line};
 use super::{PullArgs, PullSource};
 use crate::convert::{ConvertOptions, DEFAULT_MEMORY_LIMIT};
 use crate::lake::Lake;
@@ -99,15 +99,7 @@ fn report(summary: &PullSummary, args: &PullArgs) {
         );
     }
     if let Some(converted) = &summary.converted {
-        for outcome in converted.archives.iter() {
-            if let Some(error) = &outcome.error {
-                eprintln!(
-                    "auditlake: error: {}: {}",
-                    outcome.path,
-                    crate::report::one_line(error)
-                );
-            }
-        }
+        failure_lines(converted);
     }
     if args.json {
         println!(

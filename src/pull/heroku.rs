@@ -15,9 +15,9 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::checkpoint::{Checkpoint, LastPull, PulledMonth};
+use super::checkpoint::PulledMonth;
 use super::http::{Api, Attempt, heroku_accept};
-use super::{PullOptions, PullSummary, convert_raw, keep_raw, lock_pull, now_text};
+use super::{PullOptions, PullSummary, convert_raw, keep_raw, now_text};
 use crate::convert::{ArchiveStatus, Observer};
 use crate::lake::Lake;
 
@@ -75,13 +75,11 @@ pub async fn pull(
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<PullSummary> {
     let source = "heroku";
-    let _lock = lock_pull(lake, source, &what.account)?;
-    let mut checkpoint = Checkpoint::load(lake, source, &what.account).await?;
-    let mut summary = PullSummary {
-        source: source.into(),
-        account: what.account.clone(),
-        ..PullSummary::default()
-    };
+    let super::Started {
+        _lock,
+        mut checkpoint,
+        mut summary,
+    } = super::start(lake, source, &what.account).await?;
     let account = urlencoding(&what.account);
     let list = get_json(
         api,
@@ -135,13 +133,7 @@ pub async fn pull(
         }
         summary.converted = Some(converted);
     }
-    checkpoint.last_pull = Some(LastPull {
-        at: now_text(),
-        ok: summary.exit_code() == 0,
-        pages: summary.pages,
-        bytes: summary.bytes,
-    });
-    checkpoint.save(lake).await?;
+    super::finish(lake, &mut checkpoint, &summary, summary.exit_code() == 0).await?;
     Ok(summary)
 }
 

@@ -14,9 +14,8 @@ use anyhow::Context;
 use chrono::{Days, NaiveDate, Utc};
 use reqwest::header::{HeaderValue, RANGE};
 
-use super::checkpoint::{Checkpoint, LastPull};
 use super::http::{Api, heroku_accept};
-use super::{PullOptions, PullSummary, convert_raw, keep_raw, lock_pull, now_text};
+use super::{PullOptions, PullSummary, convert_raw, keep_raw};
 use crate::convert::Observer;
 use crate::lake::Lake;
 
@@ -43,13 +42,11 @@ pub async fn pull(
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<PullSummary> {
     let source = "heroku-events";
-    let _lock = lock_pull(lake, source, &what.account)?;
-    let mut checkpoint = Checkpoint::load(lake, source, &what.account).await?;
-    let mut summary = PullSummary {
-        source: source.into(),
-        account: what.account.clone(),
-        ..PullSummary::default()
-    };
+    let super::Started {
+        _lock,
+        mut checkpoint,
+        mut summary,
+    } = super::start(lake, source, &what.account).await?;
     let today = Utc::now().date_naive();
     let last_day = checkpoint
         .windows
@@ -104,12 +101,6 @@ pub async fn pull(
         checkpoint.cover(&from.to_string(), &to.to_string());
     }
     summary.converted = converted;
-    checkpoint.last_pull = Some(LastPull {
-        at: now_text(),
-        ok,
-        pages: summary.pages,
-        bytes: summary.bytes,
-    });
-    checkpoint.save(lake).await?;
+    super::finish(lake, &mut checkpoint, &summary, ok).await?;
     Ok(summary)
 }

@@ -185,6 +185,44 @@ pub fn lock_pull(
     }
 }
 
+/// What every pull starts with: the source's lock (held while the value
+/// lives), its checkpoint, and an empty summary.
+pub(crate) struct Started {
+    pub _lock: Option<std::fs::File>,
+    pub checkpoint: checkpoint::Checkpoint,
+    pub summary: PullSummary,
+}
+
+pub(crate) async fn start(lake: &Lake, source: &str, account: &str) -> anyhow::Result<Started> {
+    let lock = lock_pull(lake, source, account)?;
+    let checkpoint = checkpoint::Checkpoint::load(lake, source, account).await?;
+    Ok(Started {
+        _lock: lock,
+        checkpoint,
+        summary: PullSummary {
+            source: source.into(),
+            account: account.into(),
+            ..PullSummary::default()
+        },
+    })
+}
+
+/// Records how the pull ended in its checkpoint and writes it.
+pub(crate) async fn finish(
+    lake: &Lake,
+    checkpoint: &mut checkpoint::Checkpoint,
+    summary: &PullSummary,
+    ok: bool,
+) -> anyhow::Result<()> {
+    checkpoint.last_pull = Some(checkpoint::LastPull {
+        at: now_text(),
+        ok,
+        pages: summary.pages,
+        bytes: summary.bytes,
+    });
+    checkpoint.save(lake).await
+}
+
 /// Now, as checkpoints write it.
 pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

@@ -15,9 +15,8 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
 
-use super::checkpoint::{Checkpoint, LastPull};
 use super::http::Api;
-use super::{PullOptions, PullSummary, convert_raw, keep_raw, lock_pull, now_text};
+use super::{PullOptions, PullSummary, convert_raw, keep_raw};
 use crate::convert::Observer;
 use crate::lake::Lake;
 
@@ -58,13 +57,11 @@ pub async fn pull(
 ) -> anyhow::Result<PullSummary> {
     let source = "terraform";
     let account = api.host().replace(':', "_");
-    let _lock = lock_pull(lake, source, &account)?;
-    let mut checkpoint = Checkpoint::load(lake, source, &account).await?;
-    let mut summary = PullSummary {
-        source: source.into(),
-        account: account.clone(),
-        ..PullSummary::default()
-    };
+    let super::Started {
+        _lock,
+        mut checkpoint,
+        mut summary,
+    } = super::start(lake, source, &account).await?;
     let started = Utc::now();
     let newest: Option<DateTime<Utc>> = checkpoint
         .newest_time
@@ -136,13 +133,13 @@ pub async fn pull(
         checkpoint.cover(&from, &rfc3339(started));
     }
     summary.converted = converted;
-    checkpoint.last_pull = Some(LastPull {
-        at: now_text(),
-        ok: ok && summary.errors.is_empty(),
-        pages: summary.pages,
-        bytes: summary.bytes,
-    });
-    checkpoint.save(lake).await?;
+    super::finish(
+        lake,
+        &mut checkpoint,
+        &summary,
+        ok && summary.errors.is_empty(),
+    )
+    .await?;
     Ok(summary)
 }
 
