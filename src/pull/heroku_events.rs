@@ -15,7 +15,7 @@ use chrono::{Days, NaiveDate, Utc};
 use reqwest::header::{HeaderValue, RANGE};
 
 use super::http::{Api, heroku_accept};
-use super::{PullOptions, PullSummary, convert_raw, keep_raw};
+use super::{PullOptions, PullSummary, keep_raw};
 use crate::convert::Observer;
 use crate::lake::Lake;
 
@@ -90,17 +90,10 @@ pub async fn pull(
         }
         day = day + Days::new(1);
     }
-    summary.fetched = inputs.clone();
-    let converted = if inputs.is_empty() {
-        None
-    } else {
-        Some(convert_raw(lake, options, inputs, observer).await?)
-    };
-    let ok = converted.as_ref().is_none_or(|c| c.failed == 0);
+    let ok = super::convert_fetched(lake, options, inputs, &mut summary, observer).await?;
     if ok && from <= to {
         checkpoint.cover(&from.to_string(), &to.to_string());
     }
-    summary.converted = converted;
     super::finish(lake, &mut checkpoint, &summary, ok).await?;
     Ok(summary)
 }

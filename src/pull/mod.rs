@@ -153,6 +153,26 @@ pub async fn convert_raw(
     convert::convert(lake, &convert_options, observer).await
 }
 
+/// Converts the raw copies a pull fetched (nothing, when it fetched
+/// nothing) and records them in `summary`; returns whether every one
+/// converted.
+pub(crate) async fn convert_fetched(
+    lake: &Lake,
+    options: &PullOptions,
+    inputs: Vec<String>,
+    summary: &mut PullSummary,
+    observer: Arc<dyn Observer>,
+) -> anyhow::Result<bool> {
+    summary.fetched = inputs.clone();
+    if inputs.is_empty() {
+        return Ok(true);
+    }
+    let converted = convert_raw(lake, options, inputs, observer).await?;
+    let ok = converted.failed == 0;
+    summary.converted = Some(converted);
+    Ok(ok)
+}
+
 /// Holds `_auditlake/pull/<source>-<account>.lock` for the pull's length
 /// (local lakes): a second pull of the same source exits with a message
 /// rather than fetching the same pages twice.

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use super::http::Api;
-use super::{PullOptions, PullSummary, convert_raw, keep_raw};
+use super::{PullOptions, PullSummary, keep_raw};
 use crate::convert::Observer;
 use crate::lake::Lake;
 
@@ -115,13 +115,7 @@ pub async fn pull(
             _ => break,
         }
     }
-    summary.fetched = inputs.clone();
-    let converted = if inputs.is_empty() {
-        None
-    } else {
-        Some(convert_raw(lake, options, inputs, observer).await?)
-    };
-    let ok = converted.as_ref().is_none_or(|c| c.failed == 0);
+    let ok = super::convert_fetched(lake, options, inputs, &mut summary, observer).await?;
     if ok {
         if let Some((time, id)) = newest_seen
             && checkpoint.newest_time.as_ref().is_none_or(|t| time > *t)
@@ -132,7 +126,6 @@ pub async fn pull(
         let from = since.map_or_else(|| rfc3339(retention_start), rfc3339);
         checkpoint.cover(&from, &rfc3339(started));
     }
-    summary.converted = converted;
     super::finish(
         lake,
         &mut checkpoint,
