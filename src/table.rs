@@ -37,6 +37,10 @@ pub struct TableSpec {
     /// data` (see [`EVENTS_COLUMNS`]); `source`, the table's name, comes
     /// first, quoted by whoever renders the view.
     pub events_select: String,
+    /// What each column means, for `DESCRIBE` and `.schema`: every column
+    /// of [`TableSpec::schema`] has one (a test checks), and [`describe`]
+    /// adds `year`, `month` and `extra`.
+    pub descriptions: &'static [(&'static str, &'static str)],
 }
 
 /// The Arrow type of every table's time column: UTC milliseconds. Heroku
@@ -71,6 +75,46 @@ pub fn ident(name: &str) -> String {
 
 /// Name of the view over every source.
 pub const EVENTS_VIEW: &str = "events";
+
+/// What the `events` view's columns mean.
+pub const EVENTS_DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        "source",
+        "the table the event comes from (heroku, terraform, a mapped table)",
+    ),
+    ("id", "the event's id, as the platform wrote it"),
+    ("created_at", "when it happened (UTC, milliseconds)"),
+    ("type", "what kind of thing was acted on"),
+    ("action", "what was done to it (create, update, destroy, …)"),
+    ("actor", "who acted: an email, user or token name"),
+    ("actor_id", "the actor's id on the platform"),
+    (
+        "target",
+        "what was acted on: app, team, account or resource id",
+    ),
+    ("ip_address", "where the request came from"),
+    ("data", "the event's details, as JSON text (data->>'key')"),
+];
+
+/// What a column of `spec`'s table (or of the `events` view, for `None`)
+/// means; the partition columns and `extra` are described once for all.
+pub fn describe(spec: Option<&TableSpec>, column: &str) -> &'static str {
+    let own = match spec {
+        Some(spec) => spec.descriptions,
+        None => EVENTS_DESCRIPTIONS,
+    };
+    if let Some((_, text)) = own.iter().find(|(name, _)| *name == column) {
+        return text;
+    }
+    match column {
+        "year" => "partition: the UTC year of created_at (directory year=YYYY)",
+        "month" => "partition: the UTC month of created_at, 1-12 (directory month=M)",
+        EXTRA => {
+            "JSON object of what the columns cannot hold exactly (unknown keys, non-canonical times); NULL when none"
+        }
+        _ => "",
+    }
+}
 
 /// Columns of the `events` view that unifies every source.
 pub const EVENTS_COLUMNS: [&str; 10] = [

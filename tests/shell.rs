@@ -25,8 +25,6 @@ SELECT id FROM heroku ORDER BY id;
 .format csv
 .run deploys app=billing-api month=2024-03
 .run deploys app=billing-api
-.tables
-.schema events
 .bogus
 ";
     let out = scripted(&lake, script);
@@ -51,21 +49,6 @@ one
 14 rows, showing the first 2 (.maxrows to change)
 created_at,actor,version,data
 2024-03-08T16:00:00Z,bob@acme.io,17,\"{\"\"version\"\":17}\"
-heroku
-events
-events
-  source                     Utf8 not null
-  id                         Utf8 not null
-  created_at                 Timestamp(ms, \"UTC\") not null
-  type                       Utf8
-  action                     Utf8
-  actor                      Utf8
-  actor_id                   Utf8
-  target                     Utf8
-  ip_address                 Utf8
-  data                       Utf8
-  year                       Int32 not null
-  month                      Int32 not null
 "
     );
     let err = stderr(&out);
@@ -87,7 +70,7 @@ events
     let clean = scripted(&lake, "SELECT 2 AS two;\n.quit\nSELECT 3;\n");
     assert_eq!(
         stdout(&clean),
-        "+-----+\n| two |\n+-----+\n| 2   |\n+-----+\n"
+        "+-----+\n| two |\n+-----+\n|   2 |\n+-----+\n"
     );
     assert_eq!(clean.status.code(), Some(0));
 }
@@ -214,13 +197,15 @@ fn interactive_session_in_a_pseudo_terminal() {
     // A statement over two lines.
     p.send_line("SELECT count(*) AS n").unwrap();
     p.send_line("FROM heroku;").unwrap();
-    p.exp_string("| 14 |").unwrap();
+    // On a terminal: the type under the name, the number right-aligned.
+    p.exp_string("| bigint |").unwrap();
+    p.exp_string("|     14 |").unwrap();
 
     // Tab completes a table name.
     p.send("SELECT count(*) AS m FROM even").unwrap();
     p.send("\t").unwrap();
     p.send_line(" WHERE month = 2;").unwrap();
-    p.exp_string("| 4 |").unwrap();
+    p.exp_string("|      4 |").unwrap();
 
     p.send_line(".tables").unwrap();
     p.exp_string("events").unwrap();
@@ -229,7 +214,7 @@ fn interactive_session_in_a_pseudo_terminal() {
     p.send_line("SELEC 1;").unwrap();
     p.exp_string("auditlake: error: SQL error").unwrap();
     p.send_line("SELECT 41 + 1 AS answer;").unwrap();
-    p.exp_string("| 42 ").unwrap();
+    p.exp_string("|     42 |").unwrap();
 
     // Ctrl-C cancels a long query and returns to the prompt.
     p.send_line("SELECT max(value % 7) FROM range(50000000000);")
@@ -238,7 +223,7 @@ fn interactive_session_in_a_pseudo_terminal() {
     p.send_control('c').unwrap();
     p.exp_string("query cancelled").unwrap();
     p.send_line("SELECT 7 AS seven;").unwrap();
-    p.exp_string("| 7 ").unwrap();
+    p.exp_string("|      7 |").unwrap();
 
     // Ctrl-D leaves.
     p.send_control('d').unwrap();
@@ -247,4 +232,241 @@ fn interactive_session_in_a_pseudo_terminal() {
     let history = std::fs::read_to_string(state.join("auditlake/history")).unwrap();
     assert!(history.contains("SELECT 41 + 1 AS answer;"), "{history}");
     assert!(history.contains(".tables"), "{history}");
+}
+
+/// `-c` and `-f` run, print and exit; the first error stops them with exit
+/// code 1, located by file and line for `-f`.
+#[test]
+fn commands_and_files_exit_at_the_first_error() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let lake = lake.to_str().unwrap();
+    let ok = auditlake(&[
+        "shell",
+        "-n",
+        "--lake",
+        lake,
+        "-c",
+        "SELECT 40 + 2 AS answer;",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert_eq!(
+        stdout(&ok),
+        "+--------+\n| answer |\n+--------+\n|     42 |\n+--------+\n"
+    );
+
+    let script = dir.path().join("report.sql");
+    std::fs::write(
+        &script,
+        "SELECT 1 AS a;\n.format csv\nSELECT nope\n  FROM heroku;\nSELECT 2 AS b;\n",
+    )
+    .unwrap();
+    let failed = auditlake(&[
+        "shell",
+        "-n",
+        "--lake",
+        lake,
+        "-f",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(failed.status.code(), Some(1));
+    // The statement after the error did not run.
+    assert_eq!(stdout(&failed), "+---+\n| a |\n+---+\n| 1 |\n+---+\n");
+    let err = stderr(&failed);
+    assert!(
+        err.starts_with(&format!(
+            "auditlake: error: {}:3: Schema error: No field named nope.",
+            script.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let missing = auditlake(&["shell", "-n", "--lake", lake, "-f", "/nonexistent/x.sql"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).starts_with("auditlake: error: cannot read /nonexistent/x.sql"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // -f files run before -c commands, in the order given.
+    let setup = dir.path().join("setup.sql");
+    std::fs::write(&setup, ".format csv\n").unwrap();
+    let both = auditlake(&[
+        "shell",
+        "-n",
+        "--lake",
+        lake,
+        "-c",
+        "SELECT 1 AS one;",
+        "-f",
+        setup.to_str().unwrap(),
+        "-c",
+        "SELECT 2 AS two;",
+    ]);
+    assert_eq!(both.status.code(), Some(0), "{}", stderr(&both));
+    assert_eq!(stdout(&both), "one\n1\ntwo\n2\n");
+}
+
+/// `.read` runs a file as if typed; `.bail on` stops at the first error;
+/// `.echo on` prints each statement before its result.
+#[test]
+fn read_echo_and_bail() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let part = dir.path().join("part.sql");
+    std::fs::write(&part, "SELECT 1 AS a;\nSELECT nope;\nSELECT 2 AS b;\n").unwrap();
+    let script = format!(
+        ".format csv\n.read {p}\nSELECT 3 AS c;\n.echo on\nSELECT 4 AS d;\n.bail on\n.read {p}\nSELECT 5 AS e;\n",
+        p = part.display()
+    );
+    let out = scripted(&lake, &script);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "a\n1\nb\n2\nc\n3\nSELECT 4 AS d;\nd\n4\n.bail on\n.read {p}\nSELECT 1 AS a;\na\n1\nSELECT nope;\n",
+            p = part.display()
+        )
+    );
+    let errors: Vec<String> = stderr(&out)
+        .lines()
+        .map(|l| l.split(" Did you mean").next().unwrap().to_string())
+        .collect();
+    let located = format!(
+        "auditlake: error: {}:2: Schema error: No field named nope.",
+        part.display()
+    );
+    assert_eq!(errors, [located.clone(), located]);
+}
+
+/// The rc file runs first, unless -n.
+#[test]
+fn the_rc_file_sets_the_shell_up() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(config.join("auditlake")).unwrap();
+    std::fs::write(
+        config.join("auditlake/shellrc"),
+        ".format csv\n.nullvalue -\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_auditlake"));
+        command
+            .args(["shell", "--lake", lake.to_str().unwrap()])
+            .args(extra)
+            .args(["-c", "SELECT 1 AS a;"])
+            .env("XDG_CONFIG_HOME", &config)
+            .env_remove("AUDITLAKE_LAKE");
+        command.output().unwrap()
+    };
+    assert_eq!(stdout(&run(&[])), "a\n1\n");
+    assert_eq!(stdout(&run(&["-n"])), "+---+\n| a |\n+---+\n| 1 |\n+---+\n");
+}
+
+/// line, tsv, .nullvalue, .maxwidth (which also applies to a pipe when
+/// set), and .last re-printing the previous result whole.
+#[test]
+fn formats_null_text_width_and_last() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let script = "\
+.format line
+SELECT id, app_name, created_at FROM heroku WHERE id LIKE '%11';
+.format tsv
+SELECT 'x' AS \"a b\", NULL AS n, 'l1' || chr(10) || 'l2' AS multi;
+.format table
+.nullvalue ∅
+SELECT NULL AS n;
+.maxwidth 32
+SELECT id, data FROM heroku WHERE id LIKE '%12';
+.maxwidth auto
+.types off
+.last
+.mode box
+SELECT 1 AS one;
+";
+    let out = scripted(&lake, script);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "        id = 0b6c1e3a-0000-4000-8000-000000000011
+  app_name = NULL
+created_at = 2024-02-01T00:00:00Z
+a b\tn\tmulti
+x\t\tl1\\nl2
++---+
+| n |
++---+
+| ∅ |
++---+
++---------------+--------------+
+| id            | data         |
+| varchar       | varchar      |
++---------------+--------------+
+| 0b6c1e3a-000… | {\"version\":… |
++---------------+--------------+
++--------------------------------------+-----------------------------------+
+| id                                   | data                              |
++--------------------------------------+-----------------------------------+
+| 0b6c1e3a-0000-4000-8000-000000000012 | {\"version\":42,\"commit\":\"9f1c2ab\"} |
++--------------------------------------+-----------------------------------+
+┌─────┐
+│ one │
+├─────┤
+│   1 │
+└─────┘
+"
+    );
+}
+
+/// DESCRIBE and .schema say what each column means; .tables how much each
+/// table holds.
+#[test]
+fn describe_schema_and_tables() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let out = query(&lake, &["--format", "csv", "DESCRIBE heroku"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "column_name,data_type,is_nullable,description");
+    assert_eq!(
+        lines[1],
+        "id,Utf8,NO,\"the event's id, exactly as Heroku wrote it (unique in the table)\""
+    );
+    assert_eq!(
+        lines[8],
+        "app_name,Utf8,YES,name of the app acted on (app.name)"
+    );
+    assert_eq!(
+        lines[18],
+        "year,Int32,NO,partition: the UTC year of created_at (directory year=YYYY)"
+    );
+    assert_eq!(lines.len(), 20, "{text}");
+
+    let out = scripted(&lake, ".tables\n.schema events\n");
+    assert_eq!(
+        stdout(&out),
+        "\
+heroku  14 rows  3 months, 2024-01 … 2024-03
+events  14 rows  3 months, 2024-01 … 2024-03
+events
+  source      Utf8 not null                  the table the event comes from (heroku, terraform, a mapped table)
+  id          Utf8 not null                  the event's id, as the platform wrote it
+  created_at  Timestamp(ms, \"UTC\") not null  when it happened (UTC, milliseconds)
+  type        Utf8                           what kind of thing was acted on
+  action      Utf8                           what was done to it (create, update, destroy, …)
+  actor       Utf8                           who acted: an email, user or token name
+  actor_id    Utf8                           the actor's id on the platform
+  target      Utf8                           what was acted on: app, team, account or resource id
+  ip_address  Utf8                           where the request came from
+  data        Utf8                           the event's details, as JSON text (data->>'key')
+  year        Int32 not null                 partition: the UTC year of created_at (directory year=YYYY)
+  month       Int32 not null                 partition: the UTC month of created_at, 1-12 (directory month=M)
+"
+    );
 }

@@ -11,6 +11,7 @@ mod pull;
 mod query;
 mod s3;
 mod shell;
+mod shell_screen;
 mod sources;
 mod upgrade;
 mod verify;

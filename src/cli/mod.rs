@@ -52,8 +52,21 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
 async fn shell(args: ShellArgs) -> anyhow::Result<bool> {
     let queries = crate::engine::named::load(args.engine.queries.as_deref())?;
     let engine = args.engine.open(&args.lake).await?;
+    // `-f` files run first, then `-c` commands, each in the order given.
+    let scripts = args
+        .files
+        .iter()
+        .cloned()
+        .map(crate::shell::Script::File)
+        .chain(
+            args.commands
+                .iter()
+                .cloned()
+                .map(crate::shell::Script::Command),
+        )
+        .collect();
     crate::shell::Shell::new(engine, queries, args.format, args.maxrows)
-        .run()
+        .run(!args.no_init, scripts)
         .await
 }
 
@@ -360,9 +373,21 @@ pub struct ShellArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::print_format::OutputFormat,
 
-    /// Rows shown per result in table and markdown output (`.maxrows` changes it).
-    #[arg(long, default_value_t = 40)]
-    pub maxrows: usize,
+    /// Rows shown per result [default: 40 on a terminal, every row into a pipe] (`.maxrows` changes it).
+    #[arg(long, value_name = "N")]
+    pub maxrows: Option<usize>,
+
+    /// Run SQL (or a meta-command) and exit; repeatable. Exits 1 at the first error.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub commands: Vec<String>,
+
+    /// Run the statements and meta-commands of FILE and exit; repeatable, run before -c. Exits 1 at the first error.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Do not run the rc file ($XDG_CONFIG_HOME/auditlake/shellrc, else ~/.config/auditlake/shellrc).
+    #[arg(short = 'n', long = "no-init")]
+    pub no_init: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use datafusion::common::{ParamValues, ScalarValue};
 
 use super::{EngineArgs, QueriesArgs, QueryArgs};
 use crate::engine::named::{self, describe_queries, find_named};
-use crate::print_format::{OutputFormat, print_stream};
+use crate::print_format::{OutputFormat, PrintOptions, print_stream};
 use crate::statements::split_statements;
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
@@ -43,6 +43,11 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
     if engine.is_empty() {
         bail!("{}", engine.empty_lake_message());
     }
+    // A terminal gets tables fitted to its width; a file or a pipe everything.
+    let options = match &args.output {
+        Some(_) => PrintOptions::whole(args.format),
+        None => PrintOptions::for_stdout(args.format),
+    };
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -76,16 +81,26 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
             schema,
             futures::stream::iter(batches.into_iter().map(Ok)),
         );
-        print_stream(Box::pin(stream), args.format, &mut *out, None).await?;
+        let printed = print_stream(Box::pin(stream), &options, &mut *out).await?;
+        footer(&printed, &mut *out)?;
         out.flush()?;
         return Ok(true);
     }
     for statement in &statements {
         let stream = engine.execute(statement, params.clone()).await?;
-        print_stream(stream, args.format, &mut *out, None).await?;
+        let printed = print_stream(stream, &options, &mut *out).await?;
+        footer(&printed, &mut *out)?;
     }
     out.flush()?;
     Ok(true)
+}
+
+/// Under a table fitted to the terminal: what it does not show.
+fn footer(printed: &crate::print_format::Printed, out: &mut dyn Write) -> anyhow::Result<()> {
+    if let Some(line) = printed.footer() {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 /// `auditlake queries`: the named queries and their parameters.

@@ -9,9 +9,11 @@
 //! SQL is read-only unless the engine is opened with writes allowed.
 
 mod bounded;
+pub(crate) mod catalog;
 pub(crate) mod limits;
 pub mod named;
 pub(crate) mod prepared;
+pub mod progress;
 pub(crate) mod pruning;
 
 use std::sync::Arc;
@@ -274,6 +276,18 @@ impl Engine {
         sql: &str,
         params: Option<ParamValues>,
     ) -> anyhow::Result<SendableRecordBatchStream> {
+        self.execute_watched(sql, params, &progress::PlanWatch::default())
+            .await
+    }
+
+    /// As [`Engine::execute`], and puts the physical plan in `watch` as soon
+    /// as it is made, so that its progress can be shown while it runs.
+    pub async fn execute_watched(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        watch: &progress::PlanWatch,
+    ) -> anyhow::Result<SendableRecordBatchStream> {
         let mut replans = 0;
         loop {
             let replaced = self.snapshot.replacements();
@@ -281,7 +295,10 @@ impl Engine {
             let started = async {
                 let (df, query) = self.plan(sql, params.clone()).await?;
                 is_query = query;
-                let mut stream = df.execute_stream().await?;
+                let task = Arc::new(df.task_ctx());
+                let plan = df.create_physical_plan().await?;
+                watch.set(plan.clone());
+                let mut stream = datafusion::physical_plan::execute_stream(plan, task)?;
                 let first = stream.next().await.transpose()?;
                 anyhow::Ok((stream, first))
             }
@@ -323,8 +340,12 @@ impl Engine {
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect).map_err(refused)?;
         limits::check_nesting(&statement)?;
+        let described = catalog::described_relation(&statement);
         let plan = state.statement_to_plan(statement).await.map_err(refused)?;
         self.sql_options().verify_plan(&plan).map_err(refused)?;
+        if let Some(answer) = self.describe_answer(described.as_deref(), &plan) {
+            return Ok((self.ctx.read_batch(answer)?, true));
+        }
         let query = prepared::is_query(&plan);
         if !query {
             self.prepared.clear();

@@ -10,24 +10,45 @@ use crate::print_format::OutputFormat;
 /// Usage and description of each meta-command (for `.help` and completion).
 pub const META_COMMANDS: &[(&str, &str)] = &[
     (".help", "show this help"),
-    (".tables", "list tables and views"),
+    (".tables", "tables and views, with their rows and months"),
     (
         ".schema [TABLE]",
-        "columns of a table (all tables without an argument)",
+        "columns of a table, their types and meaning (all tables without an argument)",
     ),
     (".queries", "list the named queries"),
     (".run NAME key=value…", "run a named query"),
-    (".format table|csv|json|ndjson|markdown", "output format"),
     (
-        ".maxrows N",
-        "rows shown per result in table and markdown output",
+        ".format table|box|line|csv|tsv|json|ndjson|markdown",
+        "output format (.mode is the same)",
+    ),
+    (
+        ".maxrows N|all",
+        "rows shown per result on a terminal (default 40)",
+    ),
+    (
+        ".maxwidth N|auto",
+        "width tables are fitted to (default: the terminal's)",
+    ),
+    (".types on|off", "column types under the names in tables"),
+    (".nullvalue TEXT", "how NULL is shown (default NULL)"),
+    (
+        ".last",
+        "print the previous result again in full (into $PAGER if set)",
     ),
     (".timer on|off", "print how long each statement took"),
+    (".echo on|off", "print each statement before running it"),
+    (".bail on|off", "stop a script at its first error"),
+    (".read FILE", "run the statements and commands of FILE"),
     (
         ".output FILE|stdout",
-        "write results to a file, or back to stdout",
+        "write results to a file (never cut), or back to stdout",
     ),
     (".quit", "leave the shell (also Ctrl-D)"),
+];
+
+/// What `.format` accepts, for its usage line and completion.
+pub const FORMAT_NAMES: &[&str] = &[
+    "table", "box", "line", "csv", "tsv", "json", "ndjson", "markdown",
 ];
 
 #[derive(Debug, PartialEq)]
@@ -41,8 +62,17 @@ pub enum MetaCommand {
         args: Vec<(String, String)>,
     },
     Format(OutputFormat),
-    MaxRows(usize),
+    /// `None`: every row.
+    MaxRows(Option<usize>),
+    /// `None`: the terminal's width.
+    MaxWidth(Option<usize>),
+    Types(bool),
+    NullValue(String),
+    Last,
     Timer(bool),
+    Echo(bool),
+    Bail(bool),
+    Read(PathBuf),
     Output(Option<PathBuf>),
     Quit,
 }
@@ -50,10 +80,17 @@ pub enum MetaCommand {
 impl MetaCommand {
     /// Parses a `.command args` line; the error says what is expected.
     pub fn parse(line: &str) -> Result<MetaCommand, String> {
-        let mut words = line.split_whitespace();
-        let command = words.next().unwrap_or("");
-        let args: Vec<&str> = words.collect();
+        let line = line.trim();
+        let (command, rest) = line
+            .split_once(char::is_whitespace)
+            .map_or((line, ""), |(c, r)| (c, r.trim()));
+        let args: Vec<&str> = rest.split_whitespace().collect();
         let usage = |u: &str| Err(format!("usage: {u}"));
+        let switch = |name: &str| match args.as_slice() {
+            ["on"] => Ok(true),
+            ["off"] => Ok(false),
+            _ => Err(format!("usage: {name} on|off")),
+        };
         match (command, args.as_slice()) {
             (".help", []) => Ok(MetaCommand::Help),
             (".tables", []) => Ok(MetaCommand::Tables),
@@ -69,23 +106,34 @@ impl MetaCommand {
                     .collect::<Result<_, _>>()?,
             }),
             (".run", []) => usage(".run NAME key=value…"),
-            (".format", [f]) => match OutputFormat::from_str(f, true) {
-                Ok(OutputFormat::Parquet) | Err(_) => {
-                    usage(".format table|csv|json|ndjson|markdown")
-                }
-                Ok(format) => Ok(MetaCommand::Format(format)),
+            (".format" | ".mode", [f]) => match format_named(f) {
+                Some(format) => Ok(MetaCommand::Format(format)),
+                None => Err(format!("usage: {command} {}", FORMAT_NAMES.join("|"))),
             },
-            (".format", _) => usage(".format table|csv|json|ndjson|markdown"),
+            (".format" | ".mode", _) => Err(format!("usage: {command} {}", FORMAT_NAMES.join("|"))),
+            (".maxrows", ["all"]) => Ok(MetaCommand::MaxRows(None)),
             (".maxrows", [n]) => match n.parse() {
-                Ok(n) if n > 0 => Ok(MetaCommand::MaxRows(n)),
-                _ => usage(".maxrows N (a positive number)"),
+                Ok(n) if n > 0 => Ok(MetaCommand::MaxRows(Some(n))),
+                _ => usage(".maxrows N|all (N a positive number)"),
             },
-            (".maxrows", _) => usage(".maxrows N"),
-            (".timer", ["on"]) => Ok(MetaCommand::Timer(true)),
-            (".timer", ["off"]) => Ok(MetaCommand::Timer(false)),
-            (".timer", _) => usage(".timer on|off"),
+            (".maxrows", _) => usage(".maxrows N|all"),
+            (".maxwidth", ["auto"]) => Ok(MetaCommand::MaxWidth(None)),
+            (".maxwidth", [n]) => match n.parse() {
+                Ok(n) if n >= 20 => Ok(MetaCommand::MaxWidth(Some(n))),
+                _ => usage(".maxwidth N|auto (N at least 20)"),
+            },
+            (".maxwidth", _) => usage(".maxwidth N|auto"),
+            (".types", _) => switch(".types").map(MetaCommand::Types),
+            (".nullvalue", [_, ..]) => Ok(MetaCommand::NullValue(unquote(rest).to_string())),
+            (".nullvalue", []) => usage(".nullvalue TEXT"),
+            (".last", []) => Ok(MetaCommand::Last),
+            (".timer", _) => switch(".timer").map(MetaCommand::Timer),
+            (".echo", _) => switch(".echo").map(MetaCommand::Echo),
+            (".bail", _) => switch(".bail").map(MetaCommand::Bail),
+            (".read", [_, ..]) => Ok(MetaCommand::Read(PathBuf::from(unquote(rest)))),
+            (".read", []) => usage(".read FILE"),
             (".output", ["stdout"]) => Ok(MetaCommand::Output(None)),
-            (".output", [file]) => Ok(MetaCommand::Output(Some(PathBuf::from(file)))),
+            (".output", [_, ..]) => Ok(MetaCommand::Output(Some(PathBuf::from(unquote(rest))))),
             (".output", _) => usage(".output FILE|stdout"),
             (".quit" | ".exit" | ".q", []) => Ok(MetaCommand::Quit),
             _ => Err(format!(
@@ -95,13 +143,38 @@ impl MetaCommand {
     }
 }
 
+/// A format by its name or by a DuckDB `.mode` name (`duckbox`, `tabs`,
+/// `jsonlines`). Parquet is for `query --output` only.
+fn format_named(name: &str) -> Option<OutputFormat> {
+    let name = match name.to_ascii_lowercase().as_str() {
+        "duckbox" => "box".to_string(),
+        "tabs" => "tsv".to_string(),
+        "jsonlines" => "ndjson".to_string(),
+        other => other.to_string(),
+    };
+    match OutputFormat::from_str(&name, true) {
+        Ok(OutputFormat::Parquet) | Err(_) => None,
+        Ok(format) => Some(format),
+    }
+}
+
+/// An argument without the quotes around it, if it has them.
+fn unquote(text: &str) -> &str {
+    for q in ['\'', '"'] {
+        if text.len() >= 2 && text.starts_with(q) && text.ends_with(q) {
+            return &text[1..text.len() - 1];
+        }
+    }
+    text
+}
+
 /// The text of `.help`.
 pub fn help_text() -> String {
     let mut text = String::from(
         "Statements end with ';' and may span lines. Ctrl-C cancels a running query, Ctrl-D exits.\n",
     );
     for (usage, description) in META_COMMANDS {
-        text.push_str(&format!("  {usage:<42} {description}\n"));
+        text.push_str(&format!("  {usage:<52} {description}\n"));
     }
     text
 }
@@ -118,8 +191,37 @@ mod tests {
         );
         assert_eq!(
             MetaCommand::parse(".maxrows 5"),
-            Ok(MetaCommand::MaxRows(5))
+            Ok(MetaCommand::MaxRows(Some(5)))
         );
+        assert_eq!(
+            MetaCommand::parse(".mode duckbox"),
+            Ok(MetaCommand::Format(OutputFormat::Box))
+        );
+        assert_eq!(
+            MetaCommand::parse(".mode tabs"),
+            Ok(MetaCommand::Format(OutputFormat::Tsv))
+        );
+        assert_eq!(
+            MetaCommand::parse(".format line"),
+            Ok(MetaCommand::Format(OutputFormat::Line))
+        );
+        assert_eq!(
+            MetaCommand::parse(".format parquet"),
+            Err("usage: .format table|box|line|csv|tsv|json|ndjson|markdown".into())
+        );
+        assert_eq!(
+            MetaCommand::parse(".nullvalue '(null)'"),
+            Ok(MetaCommand::NullValue("(null)".into()))
+        );
+        assert_eq!(
+            MetaCommand::parse(".read 'my queries/a.sql'"),
+            Ok(MetaCommand::Read("my queries/a.sql".into()))
+        );
+        assert_eq!(
+            MetaCommand::parse(".maxwidth 5"),
+            Err("usage: .maxwidth N|auto (N at least 20)".into())
+        );
+        assert_eq!(MetaCommand::parse(".echo on"), Ok(MetaCommand::Echo(true)));
         assert_eq!(
             MetaCommand::parse(".run config-changes app=web month=2024-03"),
             Ok(MetaCommand::Run {

@@ -1,5 +1,6 @@
 //! rustyline helper: completion of SQL keywords, table and column names,
-//! meta-commands and named queries; keyword highlighting; multi-line
+//! meta-commands, named queries and file paths (inside a `'…'` string, and
+//! after `.read` and `.output`); keyword highlighting; multi-line
 //! statements (Enter inserts a newline until the statement ends with `;`).
 
 use std::borrow::Cow;
@@ -10,7 +11,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
-use super::command::META_COMMANDS;
+use super::command::{FORMAT_NAMES, META_COMMANDS};
 use crate::statements::{Lexeme, is_complete, lex};
 
 /// SQL keywords offered for completion and highlighted.
@@ -113,6 +114,9 @@ impl Completer for ShellHelper {
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
+        if let Some(typed) = path_being_typed(before) {
+            return Ok((pos - typed.len(), complete_path(typed)));
+        }
         let start = before
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
             .map_or(0, |i| i + 1);
@@ -129,12 +133,8 @@ impl Completer for ShellHelper {
             candidates.extend(self.vocabulary.queries.iter().cloned());
         } else if trimmed.starts_with(".schema ") {
             candidates.extend(self.vocabulary.tables.iter().cloned());
-        } else if trimmed.starts_with(".format ") {
-            candidates.extend(
-                ["table", "csv", "json", "ndjson", "markdown"]
-                    .iter()
-                    .map(|s| s.to_string()),
-            );
+        } else if trimmed.starts_with(".format ") || trimmed.starts_with(".mode ") {
+            candidates.extend(FORMAT_NAMES.iter().map(|s| s.to_string()));
         } else if trimmed.starts_with('.') {
             return Ok((pos, Vec::new()));
         } else {
@@ -165,6 +165,52 @@ impl Completer for ShellHelper {
         matches.dedup_by(|a, b| a.display == b.display);
         Ok((start, matches))
     }
+}
+
+/// The path typed so far, when the cursor is in one: inside an unclosed
+/// `'…'` string of SQL (`COPY … TO '`, `read_parquet('`), or the argument
+/// of `.read` and `.output`.
+fn path_being_typed(before: &str) -> Option<&str> {
+    let trimmed = before.trim_start();
+    for command in [".read ", ".output "] {
+        if let Some(rest) = trimmed.strip_prefix(command) {
+            return Some(rest.trim_start().trim_start_matches(['\'', '"']));
+        }
+    }
+    if trimmed.starts_with('.') {
+        return None;
+    }
+    let (pieces, open) = lex(before);
+    let last = pieces.last()?;
+    (open && last.kind == Lexeme::String).then(|| &before[last.range.start + 1..])
+}
+
+/// The entries of the typed path's directory that start as its last part
+/// does; directories end in `/` so Tab goes on into them.
+fn complete_path(typed: &str) -> Vec<Pair> {
+    let (dir, prefix) = match typed.rfind('/') {
+        Some(i) => (&typed[..=i], &typed[i + 1..]),
+        None => ("", typed),
+    };
+    let Ok(entries) = std::fs::read_dir(if dir.is_empty() { "." } else { dir }) else {
+        return Vec::new();
+    };
+    let mut matches: Vec<Pair> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+                return None;
+            }
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            Some(Pair {
+                display: format!("{name}{slash}"),
+                replacement: format!("{dir}{name}{slash}"),
+            })
+        })
+        .collect();
+    matches.sort_by(|a, b| a.display.cmp(&b.display));
+    matches
 }
 
 impl Hinter for ShellHelper {
@@ -227,6 +273,33 @@ fn highlight_sql(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_completed_inside_strings_and_after_read() {
+        assert_eq!(path_being_typed("COPY t TO 'out/x"), Some("out/x"));
+        assert_eq!(path_being_typed("SELECT * FROM read_parquet('"), Some(""));
+        assert_eq!(path_being_typed(".read queries/a"), Some("queries/a"));
+        assert_eq!(path_being_typed("SELECT 'done' FROM t"), None);
+        assert_eq!(path_being_typed("SELECT \"it's"), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lake")).unwrap();
+        std::fs::write(dir.path().join("late.sql"), "").unwrap();
+        std::fs::write(dir.path().join("other"), "").unwrap();
+        let typed = format!("{}/la", dir.path().display());
+        let found: Vec<(String, String)> = complete_path(&typed)
+            .into_iter()
+            .map(|p| (p.display, p.replacement))
+            .collect();
+        let base = dir.path().display();
+        assert_eq!(
+            found,
+            [
+                ("lake/".to_string(), format!("{base}/lake/")),
+                ("late.sql".to_string(), format!("{base}/late.sql")),
+            ]
+        );
+    }
 
     #[test]
     fn highlights_keywords_and_strings_only() {

@@ -1,11 +1,16 @@
-//! The interactive SQL shell (`auditlake shell`, or a bare `auditlake` on a
-//! terminal). On a terminal it is a rustyline editor with history,
-//! completion, highlighting and multi-line statements; otherwise it reads
-//! statements from stdin and prints their results, so it can be scripted.
-//! Knows nothing of archive formats: it talks to the [`Engine`].
+//! The SQL shell (`auditlake shell`, or a bare `auditlake` on a terminal).
+//! On a terminal it is a rustyline editor with history (Ctrl-R searches
+//! it), completion, highlighting and multi-line statements, and results fit
+//! the screen; otherwise it reads statements from stdin, `-c` or `-f`, so it
+//! can be scripted. Knows nothing of archive formats: it talks to the
+//! [`Engine`].
 
 pub(crate) mod command;
+mod explore;
 pub(crate) mod helper;
+mod last;
+mod progress;
+mod script;
 
 use std::fs::File;
 use std::io::{BufRead, IsTerminal, Write};
@@ -20,25 +25,50 @@ use rustyline::{Config, Editor};
 
 use crate::engine::Engine;
 use crate::engine::named::{NamedQuery, describe_queries, find_named};
-use crate::print_format::{OutputFormat, print_stream};
-use crate::statements::{is_complete, split_statements};
+use crate::engine::progress::PlanWatch;
+use crate::print_format::{OutputFormat, PrintOptions, print_stream, terminal_width};
 use command::{MetaCommand, help_text};
 use helper::{ShellHelper, Vocabulary};
+use last::LastResult;
+use progress::{ClearOnOutput, Progress};
+pub use script::Script;
+use script::{Feed, Step};
 
-/// What the shell is set to.
+/// Rows a result shows on a terminal unless `.maxrows` says otherwise.
+pub const DEFAULT_MAX_ROWS: usize = 40;
+
+/// What the shell is set to (the meta-commands change it).
+struct Settings {
+    format: OutputFormat,
+    /// `None`: [`DEFAULT_MAX_ROWS`] on a terminal, every row elsewhere.
+    max_rows: Option<Option<usize>>,
+    /// `None`: the terminal's width.
+    max_width: Option<usize>,
+    /// `None`: types under the names when the table is fitted to a screen.
+    types: Option<bool>,
+    null: String,
+    timer: bool,
+    echo: bool,
+    bail: bool,
+}
+
+/// The shell over one engine.
 pub struct Shell {
     engine: Engine,
     queries: Vec<NamedQuery>,
-    format: OutputFormat,
-    max_rows: usize,
-    timer: bool,
+    settings: Settings,
     output: Option<(PathBuf, File)>,
+    last: LastResult,
+    /// How deep `.read` files are nested.
+    depth: usize,
 }
 
-/// Whether the loop goes on.
+/// What a meta-command asks of the script or loop it is in.
 enum Flow {
     Continue,
     Quit,
+    /// Something inside failed and was reported (`.read`).
+    Failed,
 }
 
 impl Shell {
@@ -46,22 +76,68 @@ impl Shell {
         engine: Engine,
         queries: Vec<NamedQuery>,
         format: OutputFormat,
-        max_rows: usize,
+        max_rows: Option<usize>,
     ) -> Self {
         Shell {
             engine,
             queries,
-            format,
-            max_rows,
-            timer: false,
+            settings: Settings {
+                format,
+                max_rows: max_rows.map(Some),
+                max_width: None,
+                types: None,
+                null: "NULL".to_string(),
+                timer: false,
+                echo: false,
+                bail: false,
+            },
             output: None,
+            last: LastResult::default(),
+            depth: 0,
         }
     }
 
-    /// Runs the shell; returns false if a scripted run hit an error.
-    pub async fn run(mut self) -> anyhow::Result<bool> {
+    /// Runs the shell: the rc file first (when `init`), then `scripts` if
+    /// any (each stops at its first error, and the shell exits after them),
+    /// else the terminal or stdin. Returns false if something failed.
+    pub async fn run(mut self, init: bool, scripts: Vec<Script>) -> anyhow::Result<bool> {
         if self.engine.is_empty() {
             eprintln!("note: {}", self.engine.empty_lake_message());
+        }
+        if init && let Some(rc) = script::rc_path().filter(|p| p.is_file()) {
+            // Errors in the rc file are reported and the shell still starts.
+            match self.run_file(&rc).await {
+                Ok((Step::Quit, _)) => return Ok(true),
+                Ok(_) => {}
+                Err(e) => report(&e),
+            }
+            self.settings.bail = false;
+        }
+        if !scripts.is_empty() {
+            self.settings.bail = true;
+            for script in scripts {
+                let text = match script.text() {
+                    Ok(text) => text,
+                    Err(e) => {
+                        report(&e);
+                        return Ok(false);
+                    }
+                };
+                let mut feed = Feed::new(script.origin());
+                let mut step = self.run_text(&mut feed, &text).await;
+                if let Step::Continue = step {
+                    step = self.finish_feed(&mut feed).await;
+                }
+                match step {
+                    Step::Continue => {}
+                    Step::Quit => return Ok(!feed.failed),
+                    Step::Bail => return Ok(false),
+                }
+                if feed.failed {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
         }
         if std::io::stdin().is_terminal() {
             self.interactive().await?;
@@ -71,34 +147,21 @@ impl Shell {
         }
     }
 
-    /// Reads statements from a non-terminal stdin, echoing nothing.
+    /// Reads statements from a non-terminal stdin as they come, echoing
+    /// nothing; every statement runs (unless `.bail on`), and the exit code
+    /// says whether one failed.
     async fn scripted(&mut self) -> anyhow::Result<bool> {
-        let mut ok = true;
-        let mut buffer = String::new();
+        let mut feed = Feed::new(None);
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let line = line.context("cannot read stdin")?;
-            if buffer.trim().is_empty() && line.trim_start().starts_with('.') {
-                match self.meta(line.trim()).await {
-                    Ok(Flow::Quit) => return Ok(ok),
-                    Ok(Flow::Continue) => {}
-                    Err(e) => {
-                        report(&e);
-                        ok = false;
-                    }
-                }
-                continue;
-            }
-            buffer.push_str(&line);
-            buffer.push('\n');
-            if is_complete(&buffer) {
-                ok &= self.statements(&std::mem::take(&mut buffer)).await;
+            match self.feed_line(&mut feed, &line).await {
+                Step::Continue => {}
+                Step::Quit | Step::Bail => return Ok(!feed.failed),
             }
         }
-        if !buffer.trim().is_empty() {
-            ok &= self.statements(&buffer).await;
-        }
-        Ok(ok)
+        self.finish_feed(&mut feed).await;
+        Ok(!feed.failed)
     }
 
     async fn interactive(&mut self) -> anyhow::Result<()> {
@@ -145,19 +208,18 @@ impl Shell {
 
     /// Runs one entry; Ctrl-C cancels it and returns to the prompt.
     async fn cancellable(&mut self, input: &str) -> Flow {
-        let trimmed = input.trim();
         tokio::select! {
-            flow = async {
-                if trimmed.starts_with('.') {
-                    match self.meta(trimmed).await {
-                        Ok(flow) => flow,
-                        Err(e) => { report(&e); Flow::Continue }
-                    }
-                } else {
-                    self.statements(input).await;
-                    Flow::Continue
+            step = async {
+                let mut feed = Feed::new(None);
+                let step = self.run_text(&mut feed, input).await;
+                match step {
+                    Step::Continue | Step::Bail => self.finish_feed(&mut feed).await,
+                    Step::Quit => Step::Quit,
                 }
-            } => flow,
+            } => match step {
+                Step::Quit => Flow::Quit,
+                Step::Continue | Step::Bail => Flow::Continue,
+            },
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("^C query cancelled");
                 Flow::Continue
@@ -173,37 +235,30 @@ impl Shell {
         }
     }
 
-    /// Runs every statement of `text`; errors are printed and the rest still run.
-    async fn statements(&mut self, text: &str) -> bool {
-        let mut ok = true;
-        for statement in split_statements(text) {
-            if let Err(e) = self.execute(&statement, None).await {
-                report(&e);
-                ok = false;
-            }
-        }
-        ok
-    }
-
+    /// Runs one statement and prints its result where results go.
     async fn execute(&mut self, sql: &str, params: Option<ParamValues>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let stream = self.engine.execute(sql, params).await?;
-        let max_rows = Some(self.max_rows);
-        let format = self.format;
+        let options = self.print_options();
+        let watch = PlanWatch::default();
+        let progress = Progress::start(watch.clone());
+        let stream = self.engine.execute_watched(sql, params, &watch).await?;
+        let streams_rows = !matches!(
+            options.format,
+            OutputFormat::Table | OutputFormat::Box | OutputFormat::Markdown
+        );
+        let stream = ClearOnOutput::wrap(stream, progress, streams_rows);
+        let stream = self.last.keep(stream);
         let printed = match &mut self.output {
-            Some((_, file)) => print_stream(stream, format, file, max_rows).await?,
+            Some((_, file)) => print_stream(stream, &options, file).await?,
             None => {
                 let mut stdout = std::io::stdout();
-                print_stream(stream, format, &mut stdout, max_rows).await?
+                print_stream(stream, &options, &mut stdout).await?
             }
         };
-        if printed.shown < printed.rows {
-            self.note(&format!(
-                "{} rows, showing the first {} (.maxrows to change)",
-                printed.rows, printed.shown
-            ))?;
+        if let Some(footer) = printed.footer() {
+            self.note(&footer)?;
         }
-        if self.timer {
+        if self.settings.timer {
             self.note(&format!(
                 "{} row{} in {}",
                 printed.rows,
@@ -212,6 +267,29 @@ impl Shell {
             ))?;
         }
         Ok(())
+    }
+
+    /// How the next result prints: fitted to the screen and cut at
+    /// `.maxrows` on a terminal; whole into a file or a pipe (an explicit
+    /// `.maxrows` or `.maxwidth` still applies to stdout).
+    fn print_options(&self) -> PrintOptions {
+        let s = &self.settings;
+        let mut options = PrintOptions::whole(s.format);
+        options.null = s.null.clone();
+        if self.output.is_none() {
+            let terminal = std::io::stdout().is_terminal();
+            options.width = s
+                .max_width
+                .or_else(|| terminal.then(|| terminal_width().unwrap_or(80)));
+            options.max_rows = match s.max_rows {
+                Some(explicit) => explicit,
+                None if terminal && s.format.is_for_reading() => Some(DEFAULT_MAX_ROWS),
+                None => None,
+            };
+            options.color = terminal && std::env::var_os("NO_COLOR").is_none();
+        }
+        options.types = s.types.unwrap_or(options.width.is_some());
+        options
     }
 
     /// A line after a result, where the result went.
@@ -225,33 +303,13 @@ impl Shell {
 
     async fn meta(&mut self, line: &str) -> anyhow::Result<Flow> {
         let command = MetaCommand::parse(line).map_err(anyhow::Error::msg)?;
+        let s = &mut self.settings;
         match command {
             MetaCommand::Help => print!("{}", help_text()),
             MetaCommand::Quit => return Ok(Flow::Quit),
-            MetaCommand::Tables => {
-                for name in self.engine.relation_names() {
-                    println!("{name}");
-                }
-            }
+            MetaCommand::Tables => print!("{}", explore::tables(&self.engine).await?),
             MetaCommand::Schema(table) => {
-                let names = match table {
-                    Some(t) => vec![t],
-                    None => self.engine.relation_names(),
-                };
-                for name in names {
-                    let columns = self
-                        .engine
-                        .columns(&name)
-                        .await
-                        .with_context(|| format!("no table {name:?}; .tables lists them"))?;
-                    println!("{name}");
-                    for (column, ty, nullable) in columns {
-                        println!(
-                            "  {column:<26} {ty}{}",
-                            if nullable { "" } else { " not null" }
-                        );
-                    }
-                }
+                print!("{}", explore::schema(&self.engine, table.as_deref()).await?)
             }
             MetaCommand::Queries => print!("{}", describe_queries(&self.queries)),
             MetaCommand::Run { name, args } => {
@@ -260,9 +318,20 @@ impl Shell {
                 let sql = query.sql.clone();
                 self.execute(&sql, Some(params)).await?;
             }
-            MetaCommand::Format(format) => self.format = format,
-            MetaCommand::MaxRows(n) => self.max_rows = n,
-            MetaCommand::Timer(on) => self.timer = on,
+            MetaCommand::Format(format) => s.format = format,
+            MetaCommand::MaxRows(n) => s.max_rows = Some(n),
+            MetaCommand::MaxWidth(n) => s.max_width = n,
+            MetaCommand::Types(on) => s.types = Some(on),
+            MetaCommand::NullValue(text) => s.null = text,
+            MetaCommand::Timer(on) => s.timer = on,
+            MetaCommand::Echo(on) => s.echo = on,
+            MetaCommand::Bail(on) => s.bail = on,
+            MetaCommand::Last => self.print_last().await?,
+            MetaCommand::Read(path) => match self.run_file(&path).await? {
+                (Step::Quit, _) => return Ok(Flow::Quit),
+                (Step::Bail, _) | (_, true) => return Ok(Flow::Failed),
+                (Step::Continue, false) => {}
+            },
             MetaCommand::Output(None) => self.output = None,
             MetaCommand::Output(Some(path)) => {
                 let file = File::create(&path)
@@ -271,6 +340,30 @@ impl Shell {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// `.last`: the previous result again, whole (every row, every column,
+    /// no value cut), into `$PAGER` on a terminal when it is set.
+    async fn print_last(&mut self) -> anyhow::Result<()> {
+        let mut options = PrintOptions::whole(self.settings.format);
+        options.null = self.settings.null.clone();
+        options.types = self.settings.types.unwrap_or(false);
+        let stream = self.last.replay()?;
+        let pager = std::env::var("PAGER").ok().filter(|p| !p.trim().is_empty());
+        match (&mut self.output, pager) {
+            (Some((_, file)), _) => {
+                print_stream(stream, &options, file).await?;
+            }
+            (None, Some(pager)) if std::io::stdout().is_terminal() => {
+                let mut pager = last::Pager::start(&pager)?;
+                let printed = print_stream(stream, &options, pager.input()).await;
+                pager.wait(printed.map(|_| ()))?;
+            }
+            (None, _) => {
+                print_stream(stream, &options, &mut std::io::stdout()).await?;
+            }
+        }
+        Ok(())
     }
 }
 

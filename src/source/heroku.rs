@@ -103,8 +103,47 @@ pub fn table_spec() -> TableSpec {
             actor_id, coalesce(app_name, team_name, enterprise_account_name) AS target, \
             ip_address, data"
             .into(),
+        descriptions: DESCRIPTIONS,
     }
 }
+
+/// What each column of `heroku` means (Heroku's audit-trail-event schema).
+const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        "id",
+        "the event's id, exactly as Heroku wrote it (unique in the table)",
+    ),
+    ("created_at", "when it happened (UTC, milliseconds)"),
+    (
+        "type",
+        "kind of thing acted on: app, add_on, collaborator, config_var, …",
+    ),
+    ("action", "what was done to it: create, update, destroy, …"),
+    ("actor_id", "id of the user who acted (actor.id)"),
+    ("actor_email", "email of the user who acted (actor.email)"),
+    ("app_id", "id of the app acted on (app.id)"),
+    ("app_name", "name of the app acted on (app.name)"),
+    ("owner_id", "id of the app's owner (owner.id)"),
+    ("owner_email", "email of the app's owner (owner.email)"),
+    ("team_id", "id of the team (team.id)"),
+    ("team_name", "name of the team (team.name)"),
+    (
+        "enterprise_account_id",
+        "id of the enterprise account (enterprise_account.id)",
+    ),
+    (
+        "enterprise_account_name",
+        "name of the enterprise account (enterprise_account.name)",
+    ),
+    (
+        "ip_address",
+        "where the request came from (request.ip_address)",
+    ),
+    (
+        "data",
+        "the event's details, compact JSON text (data->>'key')",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

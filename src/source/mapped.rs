@@ -51,8 +51,31 @@ pub fn table_spec(table: &str) -> TableSpec {
         scattered_columns: &[],
         events_select: "id, created_at, type, action, actor, actor_id, target, ip_address, data"
             .into(),
+        descriptions: DESCRIPTIONS,
     }
 }
+
+/// What each column of a mapped table means (the mapping names the source
+/// field of each).
+const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        "id",
+        "the event's id, as the export wrote it (unique in the table)",
+    ),
+    ("created_at", "when it happened (UTC, milliseconds)"),
+    ("type", "kind of thing acted on"),
+    ("action", "what was done to it"),
+    ("actor", "who acted: an email, user or token name"),
+    ("actor_id", "the actor's id"),
+    ("target", "what was acted on"),
+    ("ip_address", "where the request came from"),
+    ("role", "the actor's role"),
+    ("account", "the account the export belongs to"),
+    (
+        "data",
+        "JSON object of every field not stored whole in a column",
+    ),
+];
 
 /// Accumulates mapped records into Arrow columns.
 pub struct MappedBatchBuilder {

@@ -91,3 +91,27 @@ impl Format {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DESCRIBE and `.schema` say what every column means: a column added
+    /// without a description fails here.
+    #[test]
+    fn every_column_is_described() {
+        for spec in table_specs().into_iter().chain([mapped::table_spec("dash")]) {
+            for field in spec.schema.fields() {
+                assert!(
+                    !crate::table::describe(Some(&spec), field.name()).is_empty(),
+                    "{}.{} has no description",
+                    spec.name,
+                    field.name()
+                );
+            }
+        }
+        for column in crate::table::EVENTS_COLUMNS {
+            assert!(!crate::table::describe(None, column).is_empty(), "{column}");
+        }
+    }
+}

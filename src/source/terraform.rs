@@ -86,8 +86,57 @@ pub fn table_spec() -> TableSpec {
             resource_action AS action, auth_description AS actor, auth_accessor_id AS actor_id, \
             resource_id AS target, CAST(NULL AS VARCHAR) AS ip_address, resource_meta AS data"
             .into(),
+        descriptions: DESCRIPTIONS,
     }
 }
+
+/// What each column of `terraform` means (go-tfe's `AuditTrail`).
+const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        "id",
+        "the event's id, exactly as Terraform Cloud wrote it (unique in the table)",
+    ),
+    (
+        "created_at",
+        "when it happened (timestamp; UTC, milliseconds)",
+    ),
+    ("version", "version of the audit-trail event format"),
+    ("type", "the event's type (Resource, …)"),
+    (
+        "auth_accessor_id",
+        "id of the user or token that acted (auth.accessor_id)",
+    ),
+    (
+        "auth_description",
+        "who acted, readable: a user or token name (auth.description)",
+    ),
+    (
+        "auth_type",
+        "kind of actor: Client, Impersonated, System (auth.type)",
+    ),
+    (
+        "auth_impersonator_id",
+        "the admin acting as the actor, if any (auth.impersonator_id)",
+    ),
+    (
+        "auth_organization_id",
+        "the organization (auth.organization_id)",
+    ),
+    ("request_id", "id of the API request (request.id)"),
+    ("resource_id", "id of the resource acted on (resource.id)"),
+    (
+        "resource_type",
+        "its kind: workspace, run, variable, … (resource.type)",
+    ),
+    (
+        "resource_action",
+        "what was done: create, update, destroy, … (resource.action)",
+    ),
+    (
+        "resource_meta",
+        "the resource's details, compact JSON text (resource.meta)",
+    ),
+];
 
 #[cfg(test)]
 mod tests {
