@@ -100,7 +100,10 @@ mod tests {
     /// without a description fails here.
     #[test]
     fn every_column_is_described() {
-        for spec in table_specs().into_iter().chain([mapped::table_spec("dash")]) {
+        for spec in table_specs()
+            .into_iter()
+            .chain([mapped::table_spec("dash")])
+        {
             for field in spec.schema.fields() {
                 assert!(
                     !crate::table::describe(Some(&spec), field.name()).is_empty(),
