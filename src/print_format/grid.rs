@@ -468,19 +468,20 @@ mod tests {
         let rows = vec![(1..=9).map(|i| Some(format!("v{i}"))).collect()];
         let grid = draw(&headings, &rows, &style(Some(60), false));
         // `…` and its borders take 5; each column cut to 12 takes 15 more:
-        // four fit (65 would not). The frame of five columns and `…` is 17,
-        // so the four share 43: 10 each and one more for the first three.
+        // column 1 (20), 9 (35), 2 (50); column 8 would make 65. The frame
+        // of three columns and `…` is 14, so the three share 46: 15 each
+        // and one more for the first.
         let header = grid.text.lines().nth(1).unwrap();
         assert_eq!(
             header,
-            "| column_1_l… | column_2_l… | … | column_8_l… | column_9_… |"
+            "| column_1_long_n… | column_2_long_… | … | column_9_long_… |"
         );
         assert_eq!(header.width(), 60);
         assert_eq!(
             grid.text.lines().nth(3).unwrap(),
-            "| v1          | v2          | … | v8          | v9         |"
+            "| v1               | v2              | … | v9              |"
         );
-        assert_eq!(grid.shown_columns, 4);
+        assert_eq!(grid.shown_columns, 3);
         assert!(grid.text.lines().all(|l| l.width() <= 60), "{}", grid.text);
     }
 
@@ -493,11 +494,18 @@ mod tests {
             Some("2024-01-05T10:00:00Z".to_string()),
             Some("x".repeat(40)),
         ]];
-        // 20 for the time, the frame 7, so data gets 3.
+        // 20 for the time, the frame 7, so data gets 13 of 40.
+        let grid = draw(&headings, &rows, &style(Some(40), false));
+        assert_eq!(
+            grid.text.lines().nth(3).unwrap(),
+            "| 2024-01-05T10:00:00Z | xxxxxxxxxxxx… |"
+        );
+        // At 30 the time stays whole and data, which no longer fits at 12,
+        // is hidden.
         let grid = draw(&headings, &rows, &style(Some(30), false));
         assert_eq!(
             grid.text.lines().nth(3).unwrap(),
-            "| 2024-01-05T10:00:00Z | xx… |"
+            "| 2024-01-05T10:00:00Z | … |"
         );
     }
 
