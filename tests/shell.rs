@@ -436,11 +436,11 @@ fn describe_schema_and_tables() {
     assert_eq!(lines[0], "column_name,data_type,is_nullable,description");
     assert_eq!(
         lines[1],
-        "id,Utf8,NO,\"the event's id, exactly as Heroku wrote it (unique in the table)\""
+        "id,Utf8View,NO,\"the event's id, exactly as Heroku wrote it (unique in the table)\""
     );
     assert_eq!(
         lines[8],
-        "app_name,Utf8,YES,name of the app acted on (app.name)"
+        "app_name,Utf8View,YES,name of the app acted on (app.name)"
     );
     assert_eq!(
         lines[18],
@@ -456,15 +456,15 @@ heroku  14 rows  3 months, 2024-01 … 2024-03
 events  14 rows  3 months, 2024-01 … 2024-03
 events
   source      Utf8 not null                  the table the event comes from (heroku, terraform, a mapped table)
-  id          Utf8 not null                  the event's id, as the platform wrote it
+  id          Utf8View not null              the event's id, as the platform wrote it
   created_at  Timestamp(ms, \"UTC\") not null  when it happened (UTC, milliseconds)
-  type        Utf8                           what kind of thing was acted on
-  action      Utf8                           what was done to it (create, update, destroy, …)
-  actor       Utf8                           who acted: an email, user or token name
-  actor_id    Utf8                           the actor's id on the platform
-  target      Utf8                           what was acted on: app, team, account or resource id
-  ip_address  Utf8                           where the request came from
-  data        Utf8                           the event's details, as JSON text (data->>'key')
+  type        Utf8View                       what kind of thing was acted on
+  action      Utf8View                       what was done to it (create, update, destroy, …)
+  actor       Utf8View                       who acted: an email, user or token name
+  actor_id    Utf8View                       the actor's id on the platform
+  target      Utf8View                       what was acted on: app, team, account or resource id
+  ip_address  Utf8View                       where the request came from
+  data        Utf8View                       the event's details, as JSON text (data->>'key')
   year        Int32 not null                 partition: the UTC year of created_at (directory year=YYYY)
   month       Int32 not null                 partition: the UTC month of created_at, 1-12 (directory month=M)
 "

@@ -17,24 +17,7 @@ APP=${APP:-billing-3}
 WORK=${WORK:-target/compare}
 HERE=benches/compare
 
-mkdir -p "$WORK"
-if [ ! -x "$WORK/venv/bin/python" ]; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install --quiet duckdb pytz
-fi
-PY="$WORK/venv/bin/python"
-# PROFILE=fast measures the no-LTO build (quick to rebuild while experimenting).
-PROFILE=${PROFILE:-release}
-# One build of both: built apart, the binary and the example resolve the
-# dependencies' features differently and DataFusion is compiled twice.
-cargo build --quiet --profile "$PROFILE" --bin auditlake --example gen_archives
-TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/$PROFILE/auditlake
-
-ARCHIVES="$WORK/archives-$MONTHS-$PER_MONTH"
-if [ ! -d "$ARCHIVES" ]; then
-  "$TARGET/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
-fi
+source "$HERE/prepare.sh"
 N_MONTHS=$(ls "$ARCHIVES"/*.json.gz | wc -l)
 EVENTS=$((N_MONTHS * PER_MONTH))
 GZ_BYTES=$(cat "$ARCHIVES"/*.json.gz | wc -c)

@@ -10,24 +10,11 @@ cd "$(dirname "$0")/../.."
 MONTHS=${MONTHS:-2024-01:2024-06}
 PER_MONTH=${PER_MONTH:-200000}
 RUNS=${RUNS:-7}
-PROFILE=${PROFILE:-release}
+
 WORK=${WORK:-target/compare}
 HERE=benches/compare
 
-mkdir -p "$WORK"
-if [ ! -x "$WORK/venv/bin/python" ]; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install --quiet duckdb pytz
-fi
-PY="$WORK/venv/bin/python"
-cargo build --quiet --profile "$PROFILE" --bin auditlake --example gen_archives
-TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/$PROFILE/auditlake
-
-ARCHIVES="$WORK/archives-$MONTHS-$PER_MONTH"
-if [ ! -d "$ARCHIVES" ]; then
-  "$TARGET/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
-fi
+source "$HERE/prepare.sh"
 OURS="$WORK/suite-lake-auditlake-$MONTHS-$PER_MONTH"
 THEIRS="$WORK/suite-lake-duckdb-$MONTHS-$PER_MONTH"
 if [ ! -d "$OURS" ]; then "$BIN" convert --quiet --lake "$OURS" "$ARCHIVES"; fi

@@ -158,7 +158,7 @@ impl Engine {
             ]);
         let config = ListingTableConfig::new(url)
             .with_listing_options(listing)
-            .with_schema(spec.schema.clone());
+            .with_schema(read_schema(&spec.schema));
         let table = ListingTable::try_new(config)?;
         let table: Arc<dyn TableProvider> =
             Arc::new(MonthPrunedTable::new(Arc::new(table), spec.time_column));
@@ -369,6 +369,26 @@ impl Engine {
             }
         }
     }
+}
+
+/// The schema a table is read with: text as `Utf8View`. The Parquet
+/// reader then decodes strings (and dictionary pages) into views over its
+/// buffers instead of copying every value, and DataFusion's filters and
+/// grouping have their fastest paths for views; the files themselves hold
+/// plain `STRING` columns as the lake contract says.
+fn read_schema(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The files a physical plan reads (its file scans' groups), in plan order,
