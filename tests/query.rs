@@ -84,6 +84,27 @@ async fn parquet_output_reads_back() {
             ["0b6c1e3a-0000-4000-8000-000000000012", "web-frontend"]
         ]
     );
+    // Text is plain Utf8 in the file's Arrow schema (the engine reads it as
+    // views), as in the lake's own files.
+    let file = std::fs::File::open(&out).unwrap();
+    let builder =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap();
+    let types: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "id:Utf8",
+            "created_at:Timestamp(ms, \"UTC\")",
+            "app_name:Utf8",
+            "data:Utf8"
+        ]
+    );
 }
 
 #[test]

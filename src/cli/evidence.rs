@@ -78,9 +78,13 @@ pub async fn write(
     write_file("result.csv", &csv)?;
     let mut parquet = Vec::new();
     {
-        let mut writer = ArrowWriter::try_new(&mut parquet, schema, None)?;
+        let mut writer = ArrowWriter::try_new(
+            &mut parquet,
+            crate::print_format::plain_schema(&schema),
+            None,
+        )?;
         for b in &batches {
-            writer.write(b)?;
+            writer.write(&crate::print_format::plain_strings(b)?)?;
         }
         writer.close()?;
     }

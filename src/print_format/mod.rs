@@ -264,11 +264,11 @@ pub async fn print_stream(
             printed.shown = printed.rows;
         }
         OutputFormat::Parquet => {
-            let mut writer = ArrowWriter::try_new(&mut *out, schema.clone(), None)?;
+            let mut writer = ArrowWriter::try_new(&mut *out, plain_schema(&schema), None)?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 printed.rows += batch.num_rows();
-                writer.write(&batch)?;
+                writer.write(&plain_strings(&batch)?)?;
             }
             writer.close()?;
             printed.shown = printed.rows;
@@ -276,6 +276,36 @@ pub async fn print_stream(
     }
     out.flush()?;
     Ok(printed)
+}
+
+/// `schema` with string views as plain `Utf8`: the engine reads text as
+/// views, but a Parquet file handed to other readers says `STRING` and
+/// nothing more in its Arrow schema, as the lake's own files do.
+pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
+/// `batch` in [`plain_schema`].
+pub fn plain_strings(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let schema = plain_schema(&batch.schema());
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The headings of a grid: names, short SQL type names, and which columns
