@@ -229,6 +229,29 @@ fn heroku_archives_are_pulled_verified_and_converted() {
     assert_eq!(summary["fetched"].as_array().unwrap().len(), 1);
     assert_eq!(rows(&lake, "heroku"), ("17".into(), "17".into()));
     assert_no_token(&lake, &[&first, &second, &third]);
+    // What the pulls committed, re-export merge included, verifies.
+    assert_verifies(&lake);
+    // And the raw copies prove every row of the lake, entry by entry.
+    let raw = lake.join("_auditlake/raw/heroku");
+    let proved = auditlake(&[
+        "verify",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--archives",
+        raw.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        proved.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&proved),
+        stderr(&proved)
+    );
+    assert!(
+        stdout(&proved).contains("verified: 4 archives proved against the lake in "),
+        "{}",
+        stdout(&proved)
+    );
 }
 
 /// A download that does not match its checksum is one error line, converts

@@ -242,6 +242,8 @@ fn a_lake_of_0_3_upgrades_to_what_a_fresh_conversion_writes() {
         records,
         "records kept"
     );
+    // The integrity log covers every upgraded file.
+    assert_verifies(&lake);
     let status = auditlake(&["status", "--lake", lake_s]);
     assert!(
         stdout(&status).contains("(format 1)"),
@@ -269,6 +271,7 @@ fn a_lake_of_0_3_upgrades_to_what_a_fresh_conversion_writes() {
 
     // And the upgraded lake takes new archives again.
     convert_ok(&lake, &[&testdata("heroku-reexport")]);
+    assert_verifies(&lake);
 }
 
 #[test]

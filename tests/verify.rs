@@ -26,9 +26,10 @@ fn findings(out: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
-/// Rewrites a Parquet file with `keep` of its rows, in arrow-rs's default
-/// encoding (so its bytes change even when every row is kept).
-fn rewrite(file: &Path, keep: usize) {
+/// Rewrites a Parquet file with what `change` makes of its rows, in
+/// arrow-rs's default encoding (so its bytes change even when every row is
+/// kept) and with the same schema.
+fn rewrite_with(file: &Path, change: impl FnOnce(RecordBatch) -> RecordBatch) {
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
         .unwrap()
         .build()
@@ -36,7 +37,8 @@ fn rewrite(file: &Path, keep: usize) {
     let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
     let schema = batches[0].schema();
     let all = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
-    let kept = all.slice(0, keep);
+    let changed = change(all);
+    assert_eq!(changed.schema(), schema, "a rewrite keeps the schema");
     let temp = file.with_extension("tmp");
     let mut writer = ArrowWriter::try_new(
         std::fs::File::create(&temp).unwrap(),
@@ -44,9 +46,45 @@ fn rewrite(file: &Path, keep: usize) {
         None,
     )
     .unwrap();
-    writer.write(&kept).unwrap();
+    writer.write(&changed).unwrap();
     writer.close().unwrap();
     std::fs::rename(temp, file).unwrap();
+}
+
+/// Rewrites a Parquet file with the first `keep` of its rows.
+fn rewrite(file: &Path, keep: usize) {
+    rewrite_with(file, |all| all.slice(0, keep));
+}
+
+/// `batch` with the first row's `column` set to `value` (a text column,
+/// whatever its Arrow type in the file).
+fn with_first_value(batch: RecordBatch, column: &str, value: &str) -> RecordBatch {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    let index = batch.schema().index_of(column).unwrap();
+    let original = batch.column(index);
+    let text = cast(original, &DataType::Utf8).unwrap();
+    let text = text.as_string::<i32>();
+    assert_ne!(text.value(0), value, "the tampered value is a new one");
+    let tampered: StringArray = (0..text.len())
+        .map(|i| match i {
+            0 => Some(value),
+            _ => text.is_valid(i).then(|| text.value(i)),
+        })
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns[index] = cast(&tampered, original.data_type()).unwrap();
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+/// The one finding line of a verify run that found exactly one thing.
+fn only_finding(lake: &Path, extra: &[&str]) -> String {
+    let out = verify(lake, extra);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let found = findings(&out);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    found[0].clone()
 }
 
 #[test]
@@ -121,6 +159,104 @@ fn changed_removed_and_added_files_are_found() {
             .last()
             .unwrap()
             .starts_with("FAILED: 2 files (")
+    );
+}
+
+/// One value changed in place (same row count, same schema) and one row
+/// added are each told as a file whose rows differ from the log's; so is a
+/// month file taken from another lake. Putting the bytes back heals it.
+#[test]
+fn a_changed_value_an_added_row_and_a_foreign_file_are_found() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let month = |m: u32| format!("heroku/year=2024/month={m}/acme.parquet");
+    let tamper = |m: u32, change: &dyn Fn(&Path), rows: &str, logged: &str| {
+        let file = lake.join(month(m));
+        let original = std::fs::read(&file).unwrap();
+        change(&file);
+        let line = only_finding(&lake, &[]);
+        assert!(
+            line.starts_with(&format!(
+                "file modified: {}: modified since entry ",
+                month(m)
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!(
+                ": its bytes and its rows differ ({rows} rows, sha256 "
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("; the log says {logged} rows, sha256 ")),
+            "{line}"
+        );
+        std::fs::write(&file, original).unwrap();
+        assert!(verify(&lake, &[]).status.success());
+    };
+    // January: one actor's email changed; 5 rows before and after.
+    tamper(
+        1,
+        &|file| {
+            rewrite_with(file, |all| {
+                with_first_value(all, "actor_email", "mallory@example.com")
+            })
+        },
+        "5",
+        "5",
+    );
+    // February: its first row once more.
+    tamper(
+        2,
+        &|file| {
+            rewrite_with(file, |all| {
+                let schema = all.schema();
+                datafusion::arrow::compute::concat_batches(&schema, &[all.clone(), all.slice(0, 1)])
+                    .unwrap()
+            })
+        },
+        "5",
+        "4",
+    );
+    // March: the file another lake holds for the same month.
+    let other = dir.path().join("other");
+    convert_ok(&other, &[&testdata("heroku-reexport")]);
+    tamper(
+        3,
+        &|file| {
+            std::fs::copy(other.join(month(3)), file).unwrap();
+        },
+        "8",
+        "5",
+    );
+}
+
+/// Removing the newest entry leaves the file it wrote unknown to the log,
+/// and moves the head off the anchored one.
+#[test]
+fn a_removed_last_entry_is_found() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let head = serde_json::from_str::<serde_json::Value>(&stdout(&verify(&lake, &["--json"])))
+        .unwrap()["head"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last = lake.join("_auditlake/log/000000000003.json");
+    let entry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
+    let path = entry["files"][0]["path"].as_str().unwrap().to_string();
+    std::fs::remove_file(&last).unwrap();
+    assert_eq!(
+        only_finding(&lake, &[]),
+        format!("file unknown: {path}: present but unknown to the integrity log")
+    );
+    let found = findings(&verify(&lake, &["--expect-head", &head]));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with("head differs: the log's head is "),
+        "{found:#?}"
     );
 }
 
@@ -213,6 +349,33 @@ fn signed_entries_verify_against_the_public_key() {
     let public_arg = ["--public-key", public.to_str().unwrap()];
     let out = verify(&lake, &public_arg);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // A forged signature (its last hex digit changed) is invalid, and the
+    // next entry's link to it no longer holds.
+    let first = lake.join("_auditlake/log/000000000001.json");
+    let signed = std::fs::read_to_string(&first).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(&signed).unwrap();
+    let signature = entry["signature"].as_str().unwrap();
+    let last = signature.chars().last().unwrap();
+    let forged = format!(
+        "{}{}",
+        &signature[..signature.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    std::fs::write(&first, signed.replace(signature, &forged)).unwrap();
+    let found = findings(&verify(&lake, &public_arg));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(
+        found[0],
+        "signature invalid: entry 1 was not signed by the given key, or was changed after it was signed"
+    );
+    assert!(
+        found[1].starts_with("chain broken at 2: ")
+            && found[1].ends_with("(entry 1 was edited or removed)"),
+        "{found:#?}"
+    );
+    std::fs::write(&first, &signed).unwrap();
+    assert!(verify(&lake, &public_arg).status.success());
 
     // An unsigned entry (converted without the key) is found.
     convert_ok(&lake, &[&testdata("heroku-reexport")]);

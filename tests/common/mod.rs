@@ -120,6 +120,24 @@ pub fn data_files(lake: &Path) -> Vec<String> {
 }
 
 /// A temporary lake holding the main job's result (testdata/heroku).
+/// Asserts that `auditlake verify` finds the lake whole: every file and
+/// the log's chain hold.
+pub fn assert_verifies(lake: &Path) {
+    let out = auditlake(&["verify", "--lake", lake.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("; everything holds; head "),
+        "{}",
+        stdout(&out)
+    );
+}
+
 pub fn testdata_lake() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     convert_ok(&dir.path().join("lake"), &[&testdata("heroku")]);
