@@ -573,6 +573,27 @@ fn a_key_given_twice_keeps_both_values() {
         csv(&lake, &["SELECT action, actor_email, extra FROM heroku"]),
         "action,actor_email,extra\nsecond,b@x,\"{\"\"action\"\":\"\"first\"\",\"\"actor\"\":{\"\"email\"\":\"\"a@x\"\",\"\"email\"\":\"\"b@x\"\"}}\"\n"
     );
+
+    // A mapped export reads the same way: the last value fills the
+    // columns; `data` keeps what the columns do not hold whole (both
+    // `event_type`s, of which type and action hold parts, and the nested
+    // object verbatim).
+    let export = dir.path().join("heroic-audit-2024-03.json");
+    std::fs::write(
+        &export,
+        r#"{"audit_logs":[{"timestamp":"2024-03-02T12:00:00Z","event_type":"Deployment Update","event_type":"Deployment Delete","metadata":{"actor_email":"ann@x","actor_email":"eve@x"}}]}"#,
+    )
+    .unwrap();
+    let out = convert_with(
+        &lake,
+        &["--mapping", "mappings/heroic.toml"],
+        &[export.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        csv(&lake, &["SELECT type, action, actor, data FROM heroic"]),
+        "type,action,actor,data\nDeployment,Delete,eve@x,\"{\"\"event_type\"\":\"\"Deployment Update\"\",\"\"event_type\"\":\"\"Deployment Delete\"\",\"\"metadata\"\":{\"\"actor_email\"\":\"\"ann@x\"\",\"\"actor_email\"\":\"\"eve@x\"\"}}\"\n"
+    );
 }
 
 /// Every input the fuzzer (`examples/fuzz_sources.rs`) found a problem

@@ -201,8 +201,10 @@ impl MappedBatchBuilder {
 
 /// Looks a rule's field up in a record: `None` when the field is absent.
 /// A member whose name is the whole field (dots included) wins over a path.
+/// Of a member given twice, the last is the field's value (as `JSON.parse`
+/// and the flat formats read it); the earlier ones stay in `data`.
 fn find<'a>(record: &RawEntry<'a>, rule: &FieldRule) -> Option<Found<'a>> {
-    let member = |name: &str| record.members.iter().position(|(k, _)| k == name);
+    let member = |name: &str| record.members.iter().rposition(|(k, _)| k == name);
     let (index, rest) = match member(&rule.field) {
         Some(i) => (i, &rule.path[..0]),
         None => match member(&rule.path[0]) {
