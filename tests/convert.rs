@@ -383,7 +383,7 @@ fn parquet_files_are_written_for_fast_reads() {
             !scattered,
             "page statistics on {name}"
         );
-        let bloom = name == "app_name" || name == "actor_email";
+        let bloom = matches!(name.as_str(), "id" | "app_name" | "actor_email");
         assert_eq!(
             col.bloom_filter_offset().is_some(),
             bloom,

@@ -502,6 +502,62 @@ fn time_filters_prune_to_the_months_asked() {
     );
 }
 
+/// Counts by partition columns come from the files' footers, and agree
+/// with counting the rows; a filter on a column of the files (or a count
+/// of a column) still scans them.
+#[test]
+fn counts_by_month_come_from_the_footers() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let csv = |sql: &str| ok(query(&lake, &["--format", "csv", sql]));
+    // testdata/README.md: January 5 events, February 4, March 5.
+    assert_eq!(
+        csv(
+            "SELECT year, month, count(*) AS n, count(1) AS m FROM heroku GROUP BY year, month ORDER BY year, month"
+        ),
+        "year,month,n,m\n2024,1,5,5\n2024,2,4,4\n2024,3,5,5\n"
+    );
+    assert_eq!(
+        csv("SELECT month, count(id) AS n FROM heroku GROUP BY month ORDER BY month"),
+        "month,n\n1,5\n2,4\n3,5\n"
+    );
+    assert_eq!(csv("SELECT count(*) AS n FROM heroku"), "n\n14\n");
+    assert_eq!(
+        csv(
+            "SELECT month, count(*) AS n FROM heroku WHERE year = 2024 AND month >= 2 GROUP BY month ORDER BY month"
+        ),
+        "month,n\n2,4\n3,5\n"
+    );
+    let plan = csv("EXPLAIN SELECT year, month, count(*) FROM heroku GROUP BY year, month");
+    assert!(plan.contains("FooterCountsExec: files=3"), "{plan}");
+    assert!(!plan.contains("DataSourceExec"), "{plan}");
+    let plan = csv(
+        "EXPLAIN SELECT month, count(*) FROM heroku WHERE year = 2024 AND month = 3 GROUP BY month",
+    );
+    assert!(plan.contains("FooterCountsExec: files=1"), "{plan}");
+    // Distinct partition values need no rows either.
+    assert_eq!(
+        csv("SELECT month, count(DISTINCT 1) AS n FROM heroku GROUP BY month ORDER BY month"),
+        "month,n\n1,1\n2,1\n3,1\n"
+    );
+    // A filter on the files' columns counts rows: 2, 1 and 3 config changes.
+    assert_eq!(
+        csv(
+            "SELECT month, count(*) AS n FROM heroku WHERE type = 'config_change' GROUP BY month ORDER BY month"
+        ),
+        "month,n\n1,2\n2,1\n3,3\n"
+    );
+    for sql in [
+        "EXPLAIN SELECT month, count(*) FROM heroku WHERE type = 'config_change' GROUP BY month",
+        "EXPLAIN SELECT month, count(id) FROM heroku GROUP BY month",
+        "EXPLAIN SELECT type, count(*) FROM heroku GROUP BY type",
+    ] {
+        let plan = csv(sql);
+        assert!(!plan.contains("FooterCountsExec"), "{sql}: {plan}");
+        assert!(plan.contains("DataSourceExec"), "{sql}: {plan}");
+    }
+}
+
 #[test]
 fn ids_are_shown_as_the_source_wrote_them() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@
 
 mod bounded;
 pub(crate) mod catalog;
+mod footer_counts;
 pub(crate) mod limits;
 pub mod named;
 pub(crate) mod prepared;
@@ -29,6 +30,7 @@ use datafusion::datasource::listing::{
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -115,7 +117,13 @@ impl Engine {
         opts.execution.parquet.pushdown_filters = true;
         opts.execution.parquet.reorder_filters = true;
         opts.optimizer.repartition_file_min_size = SPLIT_FILES_FROM_BYTES;
-        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(footer_counts::FooterCounts))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)
             .context("cannot register the JSON functions")?;
         bounded::register(&ctx, options.memory_limit / 4);
@@ -401,6 +409,13 @@ pub fn scanned_files(
     use datafusion::datasource::source::DataSourceExec;
     let mut files: Vec<object_store::path::Path> = Vec::new();
     let _ = plan.apply(|node| {
+        if let Some(counts) = node.downcast_ref::<footer_counts::FooterCountsExec>() {
+            for file in counts.files() {
+                if !files.contains(file) {
+                    files.push(file.clone());
+                }
+            }
+        }
         if let Some(exec) = node.downcast_ref::<DataSourceExec>()
             && let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>()
         {

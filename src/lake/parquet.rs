@@ -49,10 +49,20 @@ const TIME_ZSTD_LEVEL: i32 = 9;
 /// whole conversion.
 const TEXT_ZSTD_LEVEL: i32 = 9;
 
-/// zstd level of event ids: random UUID text is near its entropy at any
-/// level (a 200k-event month's ids: 4.08 MB at level 3, 4.08 at 9), and
-/// level 9 took 259 ms a month against level 3's 108.
-const KEY_ZSTD_LEVEL: i32 = ZSTD_LEVEL;
+/// zstd level of event ids. Random UUID text is near its entropy at any
+/// level, but how fast it decompresses is not: level 1 keeps mostly
+/// Huffman-coded literals, where level 3 and up find many short matches in
+/// the length prefixes and dashes, each a sequence to decode. Decompressing
+/// the id column is most of a query that projects `id` over scattered rows
+/// or looks one up (63% of a point lookup's CPU at level 3).
+const KEY_ZSTD_LEVEL: i32 = 1;
+
+/// False-positive rate the event id's bloom filter is folded down to. Ids
+/// are unique, so a filter costs bits per row: a 200k-event month (one row
+/// group) folds to 128 KiB at about 0.14, a full row group of 262,144 ids
+/// stays at 256 KiB (about 0.03). A lookup of one id then reads the id
+/// column of the row groups that may hold it instead of every one.
+const KEY_BLOOM_FPP: f64 = 0.15;
 
 /// Version of the lake format this build writes (see LAKE.md), recorded in
 /// every data file's footer under [`FORMAT_VERSION_KEY`] and in
@@ -143,6 +153,11 @@ pub fn writer_properties(spec: &TableSpec) -> WriterProperties {
         builder = builder
             .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::Chunk);
     }
+    let key = ColumnPath::from(spec.key_column);
+    builder = builder
+        .set_column_bloom_filter_enabled(key.clone(), true)
+        .set_column_bloom_filter_fpp(key.clone(), KEY_BLOOM_FPP)
+        .set_column_bloom_filter_max_ndv(key, ROW_GROUP_ROWS as u64);
     for column in spec.bloom_filter_columns {
         let path = ColumnPath::from(*column);
         builder = builder
