@@ -23,6 +23,7 @@ fn bench_convert(c: &mut Criterion) {
         per_month: events(),
         seed: 1,
         account: "acme".into(),
+        payload: Default::default(),
     };
     let archives = generate(&spec, &dir.path().join("archives")).unwrap();
     let json_bytes = {

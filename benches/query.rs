@@ -24,6 +24,7 @@ fn lake(runtime: &tokio::runtime::Runtime, scratch: &std::path::Path) -> PathBuf
         per_month: 20_000,
         seed: 1,
         account: "acme".into(),
+        payload: Default::default(),
     };
     let archives = generate(&spec, &scratch.join("archives")).unwrap();
     let path = scratch.join("lake");

@@ -4,14 +4,17 @@
 //! ```sh
 //! cargo run --release --example gen_archives -- --out DIR --months 2024-01:2024-12 --per-month 1000000 --seed 1
 //! ```
+//!
+//! `--payload small|mixed|large` sets the size and mix of each event's
+//! `data` (see `auditlake::synthetic::Payload`); `small` is the default.
 
 use std::path::PathBuf;
 
-use auditlake::synthetic::{Spec, generate};
+use auditlake::synthetic::{Payload, Spec, generate};
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "gen_archives: {msg}\nusage: gen_archives --out DIR [--months 2024-01:2024-12] [--per-month N] [--seed N] [--account NAME]"
+        "gen_archives: {msg}\nusage: gen_archives --out DIR [--months 2024-01:2024-12] [--per-month N] [--seed N] [--account NAME] [--payload small|mixed|large]"
     );
     std::process::exit(2);
 }
@@ -34,6 +37,7 @@ fn main() -> std::io::Result<()> {
         per_month: 200_000,
         seed: 1,
         account: "acme".to_string(),
+        payload: Payload::Small,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +59,7 @@ fn main() -> std::io::Result<()> {
                     .unwrap_or_else(|_| usage("--seed takes a number"))
             }
             "--account" => spec.account = value(),
+            "--payload" => spec.payload = value().parse().unwrap_or_else(|e: String| usage(&e)),
             other => usage(&format!("unknown argument {other}")),
         }
     }

@@ -63,6 +63,34 @@ const CONFIG_VARS: &[&str] = &[
     "API_TOKEN",
 ];
 
+/// How large and how varied each event's `data` is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Payload {
+    /// A few keys per event type: about 430 bytes of JSON an event.
+    #[default]
+    Small,
+    /// Most events small, one in eight with a large payload (a long
+    /// `reason`, the previous values of a config change, the request's
+    /// details; about 1.5 KB): about 570 bytes an event on average, the
+    /// mix of a busy account.
+    Mixed,
+    /// Every event with a short `reason` and the request's details: about
+    /// 740 bytes an event, larger text everywhere.
+    Large,
+}
+
+impl std::str::FromStr for Payload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "small" => Ok(Payload::Small),
+            "mixed" => Ok(Payload::Mixed),
+            "large" => Ok(Payload::Large),
+            _ => Err(format!("{s:?} is not small, mixed or large")),
+        }
+    }
+}
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -71,6 +99,93 @@ pub struct Spec {
     pub per_month: u64,
     pub seed: u64,
     pub account: String,
+    pub payload: Payload,
+}
+
+/// Words the generated descriptions are made of.
+const WORDS: &[&str] = &[
+    "rotate",
+    "credentials",
+    "after",
+    "the",
+    "incident",
+    "review",
+    "enable",
+    "feature",
+    "flag",
+    "for",
+    "checkout",
+    "rollback",
+    "of",
+    "release",
+    "migrate",
+    "database",
+    "to",
+    "new",
+    "plan",
+    "scale",
+    "workers",
+    "during",
+    "peak",
+    "traffic",
+    "update",
+    "dependency",
+    "security",
+    "patch",
+    "ticket",
+    "OPS-4711",
+    "approved",
+    "by",
+    "on-call",
+    "temporary",
+    "fix",
+    "hotfix",
+];
+
+/// `n` words, space-separated, with JSON escapes (`\"`, `\n`) now and then.
+fn sentence(rng: &mut StdRng, n: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        if i > 0 {
+            out.push(if rng.random_ratio(1, 12) { ',' } else { ' ' });
+            if out.ends_with(',') {
+                out.push(' ');
+            }
+        }
+        out.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+    }
+    if rng.random_ratio(1, 4) {
+        out.push_str(" \\\"quoted\\\"\\nsecond line");
+    }
+    out
+}
+
+/// The extra members of a large payload (`Payload::Large`, and the large
+/// events of `Payload::Mixed`), appended to `data`'s object.
+fn large_members(rng: &mut StdRng, kind: &str, big: bool) -> String {
+    let words = if big { 120 } else { 18 };
+    let mut members = format!(r#","reason":"{}""#, sentence(rng, words));
+    if big && kind == "config_change" {
+        let vars: Vec<String> = (0..rng.random_range(8..20))
+            .map(|_| {
+                format!(
+                    r#""{}""#,
+                    CONFIG_VARS[rng.random_range(0..CONFIG_VARS.len())]
+                )
+            })
+            .collect();
+        members.push_str(&format!(r#","previous":[{}]"#, vars.join(",")));
+    }
+    members.push_str(&format!(
+        r#","request_details":{{"user_agent":"heroku-cli/{}.{}.{} go1.2{} linux-x64","path":"/apps/{:x}/config-vars","request_id":"{:032x}"}}"#,
+        rng.random_range(7..11),
+        rng.random_range(0..60),
+        rng.random_range(0..9),
+        rng.random_range(0..4),
+        rng.random::<u32>(),
+        rng.random::<u128>()
+    ));
+    members
 }
 
 fn month_start(y: i32, m: u32) -> i64 {
@@ -194,6 +309,21 @@ pub fn write_month(spec: &Spec, y: i32, m: u32, w: &mut impl Write) -> io::Resul
                 users[rng.random_range(0..users.len())]
             ),
             _ => "{}".to_string(),
+        };
+        let big = match spec.payload {
+            Payload::Small => None,
+            Payload::Mixed => rng.random_ratio(1, 8).then_some(true),
+            Payload::Large => Some(false),
+        };
+        let data = match big {
+            None => data,
+            Some(big) => {
+                let members = large_members(&mut rng, kind, big);
+                match data.as_str() {
+                    "{}" => format!("{{{}}}", &members[1..]),
+                    _ => format!("{}{members}}}", &data[..data.len() - 1]),
+                }
+            }
         };
         if pos > 0 {
             w.write_all(b",")?;

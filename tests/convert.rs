@@ -1100,6 +1100,7 @@ fn the_next_run_removes_a_killed_run_s_scratch() {
             per_month: 100_000,
             seed: 3,
             account: "acme".into(),
+            payload: Default::default(),
         },
         &archives,
     )
@@ -1178,6 +1179,7 @@ impl CrashFixture {
                 per_month,
                 seed: 11,
                 account: "acme".into(),
+                payload: Default::default(),
             },
             &archives,
         )
@@ -1466,6 +1468,7 @@ fn concurrent_converts_and_queries_see_whole_files() {
                     per_month: 20_000,
                     seed: *seed,
                     account: "acme".into(),
+                    payload: Default::default(),
                 },
                 &out,
             )

@@ -52,6 +52,7 @@ fn matrix_lake(dir: &std::path::Path) -> std::path::PathBuf {
             per_month: 20_000,
             seed: 7,
             account: "globex".into(),
+            payload: Default::default(),
         },
         &generated,
     )

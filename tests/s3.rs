@@ -250,6 +250,7 @@ fn february(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
             per_month: 20_000,
             seed,
             account: "acme".into(),
+            payload: Default::default(),
         },
         &out,
     )

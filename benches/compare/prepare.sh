@@ -11,11 +11,19 @@ PY="$WORK/venv/bin/python"
 PROFILE=${PROFILE:-release}
 # One build of both: built apart, the binary and the example resolve the
 # dependencies' features differently and DataFusion is compiled twice.
-cargo build --quiet --profile "$PROFILE" --bin auditlake --example gen_archives
+# SKIP_BUILD=1 measures the binaries already built.
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --quiet --profile "$PROFILE" --bin auditlake --example gen_archives --example convert_floor
+fi
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/$PROFILE/auditlake
 
+# PAYLOAD=small|mixed|large: the size and mix of each event's data (see
+# auditlake::synthetic::Payload); small archives keep their old folder name.
+PAYLOAD=${PAYLOAD:-small}
 ARCHIVES="$WORK/archives-$MONTHS-$PER_MONTH"
+if [ "$PAYLOAD" != small ]; then ARCHIVES="$ARCHIVES-$PAYLOAD"; fi
 if [ ! -d "$ARCHIVES" ]; then
-  "$TARGET/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1
+  "$TARGET/$PROFILE/examples/gen_archives" --out "$ARCHIVES" --months "$MONTHS" --per-month "$PER_MONTH" --seed 1 --payload "$PAYLOAD"
 fi
+FLOOR=$TARGET/$PROFILE/examples/convert_floor

@@ -5,7 +5,10 @@
 #   - the headline query (config changes of one app in one month): median of
 #     repeated runs on each engine's own lake
 # and the ratios. Usage (from the repository root):
-#   benches/compare/run.sh [MONTHS=2024-01:2024-06] [PER_MONTH=200000] [RUNS=15] [PROFILE=release]
+#   benches/compare/run.sh [MONTHS=2024-01:2024-06] [PER_MONTH=200000] [RUNS=15] [PROFILE=release] [PAYLOAD=small|mixed|large]
+# It also measures the machine's floor under convert in the same run:
+# inflating the archives alone, and inflating and parsing them into Arrow
+# batches (examples/convert_floor.rs, as many threads as convert stages with).
 # DuckDB comes from PyPI into a private virtualenv under target/compare/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,7 +41,7 @@ measure() {
 }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "data:    $N_MONTHS months x $PER_MONTH events = $EVENTS events, $((GZ_BYTES / 1048576)) MiB gzip, $((JSON_BYTES / 1048576)) MiB JSON"
+echo "data:    $N_MONTHS months x $PER_MONTH events = $EVENTS events ($PAYLOAD payloads, $((JSON_BYTES / EVENTS)) bytes of JSON an event), $((GZ_BYTES / 1048576)) MiB gzip, $((JSON_BYTES / 1048576)) MiB JSON"
 
 # auditlake's convert takes seconds on a machine whose speed drifts by 20%
 # from minute to minute: it runs CONVERT_RUNS times (fresh lake each time),
@@ -58,6 +61,7 @@ for _ in $(seq $(( CONVERT_RUNS / 2 ))); do convert_auditlake; done
 echo "auditlake convert runs (s): ${walls[*]}"
 SECONDS_auditlake=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}')
 RSS_auditlake=$rss_max
+read -r _ INFLATE_S PARSE_S _ _ < <("$FLOOR" "$ARCHIVES" --threads 2 --runs 3 | tail -1 | sed 's/[a-z_]*=//g')
 LAKE_A=$(du -sb --exclude=_auditlake "$WORK/lake-auditlake" | cut -f1)
 LAKE_D=$(du -sb "$WORK/lake-duckdb" | cut -f1)
 
@@ -84,6 +88,8 @@ echo
 printf '%-34s %14s %14s %10s\n' "" auditlake duckdb "ratio"
 printf '%-34s %14s %14s %10s\n' "convert wall (s)" "$SECONDS_auditlake" "$SECONDS_duckdb" "$(ratio "$SECONDS_duckdb" "$SECONDS_auditlake")x faster"
 printf '%-34s %14.0f %14.0f %10s\n' "convert events/s" "$(ratio "$EVENTS" "$SECONDS_auditlake")" "$(ratio "$EVENTS" "$SECONDS_duckdb")" ""
+printf '%-34s %14s %14s %10s\n' "floor: inflate only (s)" "$INFLATE_S" "" "convert = $(ratio "$SECONDS_auditlake" "$INFLATE_S")x"
+printf '%-34s %14s %14s %10s\n' "floor: inflate and parse (s)" "$PARSE_S" "" "convert = $(ratio "$SECONDS_auditlake" "$PARSE_S")x"
 printf '%-34s %14s %14s %10s\n' "convert peak RSS (MiB)" "$RSS_auditlake" "$RSS_duckdb" "$(ratio "$RSS_auditlake" "$RSS_duckdb")"
 printf '%-34s %14s %14s %10s\n' "lake bytes" "$LAKE_A" "$LAKE_D" "$(ratio "$LAKE_A" "$LAKE_D")"
 printf '%-34s %14s %14s %10s\n' "headline query in process (ms)" "$Q_A_IN" "$Q_D" "$(ratio "$Q_A_IN" "$Q_D")"

@@ -43,11 +43,14 @@ const ZSTD_LEVEL: i32 = 3;
 const TIME_ZSTD_LEVEL: i32 = 9;
 
 /// zstd level of JSON text without a dictionary (`data`, `extra`,
-/// `resource_meta`, mapped `data`): on a 200k-event month `data` shrinks by
-/// 8% from level 3, for about 4% more convert CPU. Level 15 would save
-/// another 13% of `data` but take 0.7 s more per month, a third of the
-/// whole conversion.
-const TEXT_ZSTD_LEVEL: i32 = 9;
+/// `resource_meta`, mapped `data`). Level 9 made `data` 14% smaller than
+/// level 1 on the generator's small events, but its lazy match search was
+/// 31% of convert's CPU on archives of larger events (~740 bytes of JSON
+/// an event), where it saved only 6.5% of `data`: `zstd -b` compressed
+/// that text at 30 MB/s at level 9 and 297 MB/s at level 1, which
+/// decompresses as fast. Level 1 keeps convert's speed on any event mix;
+/// the lake stays below DuckDB's in bytes on every mix measured.
+const TEXT_ZSTD_LEVEL: i32 = 1;
 
 /// zstd level of event ids. Random UUID text is near its entropy at any
 /// level, but how fast it decompresses is not: level 1 keeps mostly
