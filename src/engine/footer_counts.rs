@@ -87,7 +87,7 @@ fn counts_from_footers(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn Executio
             a.fun().name() == "count"
                 && !a.is_distinct()
                 && a.order_bys().is_empty()
-                && a.expressions().iter().all(|e| is_non_null_literal(e))
+                && a.expressions().iter().all(is_non_null_literal)
         })
     {
         return None;
