@@ -68,6 +68,28 @@ pub fn time_builder(rows: usize) -> TimeBuilder {
 /// cannot represent, as a JSON object of the source's own members.
 pub const EXTRA: &str = "extra";
 
+/// `schema` with every column of type `from` typed `to` (names, nullability
+/// and metadata kept): how the engine reads text as views, and how a file
+/// it hands out says plain `STRING` again.
+pub fn retype_columns(schema: &SchemaRef, from: &DataType, to: &DataType) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let field = f.as_ref().clone();
+            if f.data_type() == from {
+                field.with_data_type(to.clone())
+            } else {
+                field
+            }
+        })
+        .collect();
+    std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 /// Quotes an SQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -387,16 +387,7 @@ impl Engine {
 fn read_schema(
     schema: &datafusion::arrow::datatypes::SchemaRef,
 ) -> datafusion::arrow::datatypes::SchemaRef {
-    use datafusion::arrow::datatypes::{Field, Schema};
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    crate::table::retype_columns(schema, &DataType::Utf8, &DataType::Utf8View)
 }
 
 /// The files a physical plan reads (its file scans' groups), in plan order,

@@ -282,18 +282,7 @@ pub async fn print_stream(
 /// views, but a Parquet file handed to other readers says `STRING` and
 /// nothing more in its Arrow schema, as the lake's own files do.
 pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<_> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
-        fields,
-        schema.metadata().clone(),
-    ))
+    crate::table::retype_columns(schema, &DataType::Utf8View, &DataType::Utf8)
 }
 
 /// `batch` in [`plain_schema`].
