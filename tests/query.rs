@@ -535,6 +535,20 @@ fn counts_by_month_come_from_the_footers() {
         "EXPLAIN SELECT month, count(*) FROM heroku WHERE year = 2024 AND month = 3 GROUP BY month",
     );
     assert!(plan.contains("FooterCountsExec: files=1"), "{plan}");
+    // On one partition (one core) too, where the partial and final
+    // aggregations would otherwise be merged into one before the rule runs.
+    let one = "SET datafusion.execution.target_partitions = 1; ";
+    let plan = csv(&format!(
+        "{one}EXPLAIN SELECT year, month, count(*) FROM heroku GROUP BY year, month"
+    ));
+    assert!(plan.contains("FooterCountsExec: files=3"), "{plan}");
+    assert!(!plan.contains("DataSourceExec"), "{plan}");
+    assert_eq!(
+        csv(&format!(
+            "{one}SELECT year, month, count(*) AS n FROM heroku GROUP BY year, month ORDER BY year, month"
+        )),
+        "year,month,n\n2024,1,5\n2024,2,4\n2024,3,5\n"
+    );
     // Distinct partition values need no rows either.
     assert_eq!(
         csv("SELECT month, count(DISTINCT 1) AS n FROM heroku GROUP BY month ORDER BY month"),

@@ -38,6 +38,7 @@ use datafusion::parquet::file::metadata::PageIndexPolicy;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -46,6 +47,22 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+
+/// DataFusion's physical optimizer rules with [`FooterCounts`] among them,
+/// just before `CombinePartialFinalAggregate`: distribution is settled by
+/// then, and the partial aggregation it looks for still stands on its own.
+/// Run last, on one partition (`target_partitions = 1`, one core), it would
+/// find the partial and final aggregations merged into one and leave the
+/// count to a scan.
+pub fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "CombinePartialFinalAggregate")
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(FooterCounts));
+    rules
+}
 
 /// The physical optimizer rule (see the module's doc).
 #[derive(Debug, Default)]

@@ -121,7 +121,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(footer_counts::FooterCounts))
+            .with_physical_optimizer_rules(footer_counts::physical_optimizer_rules())
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)

@@ -172,6 +172,14 @@ pub async fn print_stream(
         shown_columns: schema.fields().len(),
         ..Printed::default()
     };
+    // A statement with no result (`SET`, DDL) prints nothing in any format,
+    // as in psql and DuckDB, not an empty CSV header or JSON array.
+    if schema.fields().is_empty() {
+        while let Some(batch) = stream.next().await {
+            batch?;
+        }
+        return Ok(printed);
+    }
     let limit = options.max_rows.unwrap_or(usize::MAX);
     match options.format {
         OutputFormat::Table | OutputFormat::Box | OutputFormat::Markdown => {
