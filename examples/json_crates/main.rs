@@ -28,60 +28,13 @@ use std::time::Instant;
 use auditlake::source::entry::{compact_json, parse_timestamp};
 use auditlake::source::{self, DEFAULT_MAX_ENTRY_SIZE, Format};
 use datafusion::arrow::array::{StringBuilder, TimestampMillisecondBuilder};
-use serde::Deserialize;
+use entry::{Archive, Entry};
+
+mod entry;
 
 fn usage(msg: &str) -> ! {
     eprintln!("json_crates: {msg}\nusage: json_crates DIR [--runs N]");
     std::process::exit(2);
-}
-
-/// A nested object of a Heroku event (`actor`, `app`, `owner`, `team`,
-/// `enterprise_account`, `request`): the members the `heroku` table keeps.
-#[derive(Deserialize)]
-struct Nested<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    email: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    ip_address: Option<Cow<'a, str>>,
-}
-
-/// One event, with `data` as whatever raw form the crate offers (`R`).
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "R: Deserialize<'de>"))]
-struct Entry<'a, R> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    created_at: Cow<'a, str>,
-    #[serde(borrow, rename = "type", default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    action: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    actor: Option<Nested<'a>>,
-    #[serde(borrow, default)]
-    app: Option<Nested<'a>>,
-    #[serde(borrow, default)]
-    owner: Option<Nested<'a>>,
-    #[serde(borrow, default)]
-    team: Option<Nested<'a>>,
-    #[serde(borrow, default)]
-    enterprise_account: Option<Nested<'a>>,
-    #[serde(borrow, default)]
-    request: Option<Nested<'a>>,
-    #[serde(default = "Option::default")]
-    data: Option<R>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "R: Deserialize<'de>"))]
-struct Archive<'a, R> {
-    #[serde(borrow)]
-    entries: Vec<Entry<'a, R>>,
 }
 
 /// The JSON text of `data`, as the crate hands it out.
