@@ -573,6 +573,25 @@ fn counts_by_month_come_from_the_footers() {
 }
 
 #[test]
+fn a_statement_without_a_result_prints_nothing() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let sql = "SET datafusion.execution.batch_size = 1024; SELECT 1 AS x";
+    for (format, expected) in [
+        ("csv", "x\n1\n"),
+        ("json", "[{\"x\":1}]\n"),
+        ("ndjson", "{\"x\":1}\n"),
+        ("markdown", "| x |\n|---|\n| 1 |\n"),
+    ] {
+        assert_eq!(
+            ok(query(&lake, &["--format", format, sql])),
+            expected,
+            "{format}"
+        );
+    }
+}
+
+#[test]
 fn ids_are_shown_as_the_source_wrote_them() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
