@@ -19,6 +19,10 @@ use std::time::Instant;
 
 use auditlake::source::{self, DEFAULT_MAX_ENTRY_SIZE};
 
+#[path = "shared/archives.rs"]
+mod archives;
+use archives::{archives_in, median};
+
 fn usage(msg: &str) -> ! {
     eprintln!("convert_floor: {msg}\nusage: convert_floor DIR [--threads N] [--runs N]");
     std::process::exit(2);
@@ -75,11 +79,6 @@ fn parse(path: &Path) -> (u64, u64) {
     (0, events)
 }
 
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
 fn main() {
     let mut dir = None;
     let mut threads = 2usize;
@@ -100,18 +99,7 @@ fn main() {
         }
     }
     let dir = dir.unwrap_or_else(|| usage("which folder?"));
-    let mut archives: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| usage(&format!("{}: {e}", dir.display())))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gz" || x == "json"))
-        .collect();
-    archives.sort();
-    if archives.is_empty() {
-        usage(&format!(
-            "no .json or .json.gz archives in {}",
-            dir.display()
-        ));
-    }
+    let archives = archives_in(&dir).unwrap_or_else(|e| usage(&e));
 
     let mut inflate_s = Vec::new();
     let mut parse_s = Vec::new();

@@ -32,6 +32,10 @@ use entry::{Archive, Entry};
 
 mod entry;
 
+#[path = "../shared/archives.rs"]
+mod archives;
+use archives::{archives_in, median};
+
 fn usage(msg: &str) -> ! {
     eprintln!("json_crates: {msg}\nusage: json_crates DIR [--runs N]");
     std::process::exit(2);
@@ -189,11 +193,6 @@ fn with_simd_json(json: &[u8]) -> u64 {
 /// Parses one archive's JSON into Arrow batches; returns the rows.
 type Parser = fn(&[u8]) -> u64;
 
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
 fn main() {
     let mut dir = None;
     let mut runs = 5usize;
@@ -212,18 +211,7 @@ fn main() {
         }
     }
     let dir = dir.unwrap_or_else(|| usage("which folder?"));
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| usage(&format!("{}: {e}", dir.display())))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gz" || x == "json"))
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        usage(&format!(
-            "no .json or .json.gz archives in {}",
-            dir.display()
-        ));
-    }
+    let paths = archives_in(&dir).unwrap_or_else(|e| usage(&e));
     let archives: Vec<Vec<u8>> = paths
         .iter()
         .map(|path| {
