@@ -564,10 +564,128 @@ fn counts_by_month_come_from_the_footers() {
     for sql in [
         "EXPLAIN SELECT month, count(*) FROM heroku WHERE type = 'config_change' GROUP BY month",
         "EXPLAIN SELECT month, count(id) FROM heroku GROUP BY month",
-        "EXPLAIN SELECT type, count(*) FROM heroku GROUP BY type",
     ] {
         let plan = csv(sql);
         assert!(!plan.contains("FooterCountsExec"), "{sql}: {plan}");
+        assert!(plan.contains("DataSourceExec"), "{sql}: {plan}");
+    }
+}
+
+/// Counts grouped by dictionary columns are counted on the files' codes
+/// (`DictionaryGroupsExec`) and agree with testdata/README.md's events:
+/// by type and action, by team (one event has none), distinct IPs per
+/// actor, and by month and actor; with a filter on the files' columns, or
+/// an aggregate other than a count, the scan is DataFusion's own.
+#[test]
+fn counts_by_dictionary_columns_come_from_the_codes() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let csv = |sql: &str| ok(query(&lake, &["--format", "csv", sql]));
+    let by_type = "SELECT type, action, count(*) AS n FROM heroku GROUP BY type, action ORDER BY type, action";
+    let by_type_answer = "type,action,n\n\
+        addon,create,1\naddon,destroy,1\napp,create,1\ncode_release,create,2\n\
+        collaborator,create,1\nconfig_change,remove,1\nconfig_change,set,5\n\
+        enterprise_account_membership,update,1\nteam_membership,create,1\n";
+    assert_eq!(csv(by_type), by_type_answer);
+    let plan = csv(&format!("EXPLAIN {by_type}"));
+    assert!(
+        plan.contains("DictionaryGroupsExec: codes=[type, action], files=3"),
+        "{plan}"
+    );
+    assert!(!plan.contains("DataSourceExec"), "{plan}");
+    // Event 14 has no team: its group is null, and count(team_name) skips it.
+    assert_eq!(
+        csv(
+            "SELECT team_name, count(*) AS n, count(team_name) AS m FROM heroku \
+             GROUP BY team_name ORDER BY team_name NULLS LAST"
+        ),
+        "team_name,n,m\npayments,8,8\nweb,5,5\n,1,0\n"
+    );
+    // zoë worked from 198.51.100.7 (04) and 198.51.100.23 (22).
+    let ips = "SELECT actor_email, count(DISTINCT ip_address) AS ips FROM heroku \
+               GROUP BY actor_email ORDER BY actor_email";
+    let ips_answer =
+        "actor_email,ips\nann@acme.io,1\nbob@acme.io,1\ndan@acme.io,1\nzoë@acme.io,2\n";
+    assert_eq!(csv(ips), ips_answer);
+    let plan = csv(&format!("EXPLAIN {ips}"));
+    assert!(
+        plan.contains("DictionaryGroupsExec: codes=[actor_email, ip_address]"),
+        "{plan}"
+    );
+    // A partition column among the groups.
+    let by_month = "SELECT month, actor_email, count(*) AS n FROM heroku \
+                    GROUP BY month, actor_email ORDER BY month, actor_email";
+    let by_month_answer = "month,actor_email,n\n\
+        1,ann@acme.io,2\n1,bob@acme.io,1\n1,dan@acme.io,1\n1,zoë@acme.io,1\n\
+        2,ann@acme.io,2\n2,bob@acme.io,2\n\
+        3,ann@acme.io,2\n3,bob@acme.io,2\n3,zoë@acme.io,1\n";
+    assert_eq!(csv(by_month), by_month_answer);
+    assert!(
+        csv(&format!("EXPLAIN {by_month}"))
+            .contains("DictionaryGroupsExec: codes=[actor_email], files=3")
+    );
+    // On one partition (one core) too.
+    let one = "SET datafusion.execution.target_partitions = 1; ";
+    let plan = csv(&format!("{one}EXPLAIN {by_type}"));
+    assert!(plan.contains("DictionaryGroupsExec"), "{plan}");
+    assert_eq!(csv(&format!("{one}{by_type}")), by_type_answer);
+    // A filter on dictionary columns is answered from the codes too; a
+    // count without groups is one group. ann@acme.io: 01 app, 03
+    // collaborator, 11, 14, 21 config change, 25 addon.
+    let ann = "SELECT type, count(*) AS n FROM heroku WHERE actor_email = 'ann@acme.io' \
+               GROUP BY type ORDER BY type";
+    assert_eq!(
+        csv(ann),
+        "type,n\naddon,1\napp,1\ncollaborator,1\nconfig_change,1\n\
+         enterprise_account_membership,1\nteam_membership,1\n"
+    );
+    assert!(
+        csv(&format!("EXPLAIN {ann}"))
+            .contains("DictionaryGroupsExec: codes=[type], filter=[actor_email], files=3")
+    );
+    // payments' config changes: 02, 10 (billing-api, January), 13
+    // (February), 21, 22 (March); the IN list and LIKE keep 21 and 22.
+    for (sql, answer) in [
+        (
+            "SELECT count(*) AS n FROM heroku WHERE team_name = 'payments' AND type = 'config_change'",
+            "n\n5\n",
+        ),
+        (
+            "SELECT month, count(*) AS n FROM heroku WHERE team_name = 'payments' \
+             AND type = 'config_change' AND actor_email IN ('ann@acme.io', 'zoë@acme.io') \
+             GROUP BY month ORDER BY month",
+            "month,n\n3,2\n",
+        ),
+        (
+            "SELECT count(*) AS n FROM heroku WHERE actor_email LIKE 'zo%' AND team_name IS NOT NULL",
+            "n\n2\n",
+        ),
+        // Event 14, the only one without a team.
+        (
+            "SELECT count(*) AS n FROM heroku WHERE team_name IS NULL",
+            "n\n1\n",
+        ),
+        (
+            "SELECT count(*) AS n FROM heroku WHERE actor_email = 'nobody'",
+            "n\n0\n",
+        ),
+    ] {
+        assert_eq!(csv(sql), answer, "{sql}");
+        let plan = csv(&format!("EXPLAIN {sql}"));
+        assert!(plan.contains("DictionaryGroupsExec"), "{sql}: {plan}");
+    }
+    // Filters on other columns, on two columns at once, other aggregates
+    // and other group columns scan as before.
+    for sql in [
+        "EXPLAIN SELECT type, count(*) FROM heroku WHERE created_at >= TIMESTAMP '2024-02-01T00:00:00Z' GROUP BY type",
+        "EXPLAIN SELECT type, count(*) FROM heroku WHERE type = action GROUP BY type",
+        "EXPLAIN SELECT type, count(*) FROM heroku WHERE random() < 0.5 AND type = 'app' GROUP BY type",
+        "EXPLAIN SELECT type, count(id) FROM heroku GROUP BY type",
+        "EXPLAIN SELECT type, max(created_at) FROM heroku GROUP BY type",
+        "EXPLAIN SELECT id, count(*) FROM heroku GROUP BY id",
+    ] {
+        let plan = csv(sql);
+        assert!(!plan.contains("DictionaryGroupsExec"), "{sql}: {plan}");
         assert!(plan.contains("DataSourceExec"), "{sql}: {plan}");
     }
 }

@@ -26,43 +26,25 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::FileSource;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
-use datafusion::datasource::physical_plan::{FileScanConfig, FileSource, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::parquet::file::metadata::PageIndexPolicy;
-use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
 
-/// DataFusion's physical optimizer rules with [`FooterCounts`] among them,
-/// just before `CombinePartialFinalAggregate`: distribution is settled by
-/// then, and the partial aggregation it looks for still stands on its own.
-/// Run last, on one partition (`target_partitions = 1`, one core), it would
-/// find the partial and final aggregations merged into one and leave the
-/// count to a scan.
-pub fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    let mut rules = PhysicalOptimizer::new().rules;
-    let at = rules
-        .iter()
-        .position(|rule| rule.name() == "CombinePartialFinalAggregate")
-        .unwrap_or(rules.len());
-    rules.insert(at, Arc::new(FooterCounts));
-    rules
-}
+use super::counts_over_scan::{CountsOverScan, is_non_null_literal, replace_nodes};
 
 /// The physical optimizer rule (see the module's doc).
 #[derive(Debug, Default)]
@@ -74,13 +56,7 @@ impl PhysicalOptimizerRule for FooterCounts {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            Ok(match counts_from_footers(&node) {
-                Some(counts) => Transformed::yes(counts),
-                None => Transformed::no(node),
-            })
-        })
-        .data()
+        replace_nodes(plan, counts_from_footers)
     }
 
     fn name(&self) -> &str {
@@ -93,55 +69,19 @@ impl PhysicalOptimizerRule for FooterCounts {
 }
 
 /// `node` as a [`FooterCountsExec`], when it is a partial `count(*)` by
-/// partition columns over a whole Parquet scan.
+/// partition columns over a whole Parquet scan with no filter.
 fn counts_from_footers(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
-    let aggregate = node.downcast_ref::<AggregateExec>()?;
-    if *aggregate.mode() != AggregateMode::Partial
-        || !aggregate.group_expr().is_single()
-        || aggregate.filter_expr().iter().any(Option::is_some)
-        || aggregate.limit_options().is_some()
-        || !aggregate.aggr_expr().iter().all(|a| {
-            a.fun().name() == "count"
-                && !a.is_distinct()
-                && a.order_bys().is_empty()
-                && a.expressions().iter().all(is_non_null_literal)
-        })
-    {
+    let found = CountsOverScan::find(node)?;
+    if found.source.filter().is_some() || !found.count_arguments().iter().all(is_non_null_literal) {
         return None;
     }
-    // A scan of one file is spread over the cores by a round-robin
-    // repartition, which has nothing to spread here.
-    let mut input = aggregate.input();
-    while let Some(repartition) = input.downcast_ref::<RepartitionExec>()
-        && matches!(repartition.partitioning(), Partitioning::RoundRobinBatch(_))
-    {
-        input = repartition.input();
-    }
-    let scan = input.downcast_ref::<DataSourceExec>()?;
-    let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
-    let source = config.file_source().downcast_ref::<ParquetSource>()?;
-    if config.limit.is_some() || source.filter().is_some() {
-        return None;
-    }
-    // The scan's columns must be plain columns (no computed projection),
-    // and each group a partition column among them.
-    if let Some(projection) = source.projection()
-        && projection
-            .iter()
-            .any(|p| p.expr.downcast_ref::<Column>().is_none())
-    {
-        return None;
-    }
-    let scanned = scan.schema();
-    let partition_columns = config.table_partition_cols();
     let mut keys = Vec::new();
-    for (expr, _) in aggregate.group_expr().expr() {
-        let column = expr.downcast_ref::<Column>()?;
-        let name = scanned.fields().get(column.index())?.name();
-        keys.push(partition_columns.iter().position(|f| f.name() == name)?);
+    for (expr, _) in found.aggregate.group_expr().expr() {
+        let field = found.scan_field(expr.downcast_ref::<Column>()?)?;
+        keys.push(found.partition_index(&field)?);
     }
     let mut files: Vec<PartitionedFile> = Vec::new();
-    for file in config.file_groups.iter().flat_map(|g| g.iter()) {
+    for file in found.config.file_groups.iter().flat_map(|g| g.iter()) {
         // A file split into byte ranges appears once per range.
         if !files
             .iter()
@@ -150,21 +90,13 @@ fn counts_from_footers(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn Executio
             files.push(file.clone());
         }
     }
-    if files.is_empty() {
-        return None;
-    }
     Some(Arc::new(FooterCountsExec::new(
-        config.object_store_url.clone(),
+        found.config.object_store_url.clone(),
         files,
         keys,
-        aggregate.aggr_expr().len(),
-        aggregate.schema(),
+        found.aggregate.aggr_expr().len(),
+        found.aggregate.schema(),
     )))
-}
-
-fn is_non_null_literal(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    expr.downcast_ref::<Literal>()
-        .is_some_and(|l| !l.value().is_null())
 }
 
 /// One row per file: its partition values (the group columns) and its

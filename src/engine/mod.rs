@@ -10,6 +10,8 @@
 
 mod bounded;
 pub(crate) mod catalog;
+mod counts_over_scan;
+mod dictionary_groups;
 mod footer_counts;
 pub(crate) mod limits;
 pub mod named;
@@ -97,6 +99,17 @@ impl Engine {
     /// Opens `lake`, registering its tables and views. A lake with no tables
     /// opens fine (see [`Engine::is_empty`]); a missing directory is an error.
     pub async fn open(lake: &Lake, options: EngineOptions) -> anyhow::Result<Engine> {
+        if !lake.exists().await? {
+            bail!("{}", empty_lake_message(lake));
+        }
+        lake.ensure_readable().await?;
+        let tables: Vec<TableSpec> = lake
+            .tables()
+            .await
+            .context("cannot list the lake's tables")?
+            .iter()
+            .map(|name| crate::source::table_spec_for(name))
+            .collect();
         // No list-files cache: DataFusion's keeps a table's listing for the
         // whole session, so a shell open across a conversion would neither
         // see new months nor the replaced files' new sizes.
@@ -121,7 +134,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_physical_optimizer_rules(footer_counts::physical_optimizer_rules())
+            .with_physical_optimizer_rules(physical_optimizer_rules(&tables))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)
@@ -137,16 +150,7 @@ impl Engine {
             prepared: PreparedPlans::default(),
             snapshot,
         };
-        if !lake.exists().await? {
-            bail!("{}", engine.empty_lake_message());
-        }
-        lake.ensure_readable().await?;
-        for name in lake
-            .tables()
-            .await
-            .context("cannot list the lake's tables")?
-        {
-            let spec = crate::source::table_spec_for(&name);
+        for spec in tables {
             engine.register(&spec).await?;
             engine.tables.push(spec);
         }
@@ -214,12 +218,7 @@ impl Engine {
 
     /// What to tell a user whose lake is missing or empty.
     pub fn empty_lake_message(&self) -> String {
-        format!(
-            "the lake at {} holds no tables yet; convert archives into it first: \
-             auditlake convert <PATH>... --lake {}",
-            self.lake.location(),
-            self.lake.location()
-        )
+        empty_lake_message(&self.lake)
     }
 
     /// Names of the tables and views users can query.
@@ -379,6 +378,38 @@ impl Engine {
     }
 }
 
+/// What to tell a user whose lake is missing or empty.
+fn empty_lake_message(lake: &Lake) -> String {
+    format!(
+        "the lake at {} holds no tables yet; convert archives into it first: \
+         auditlake convert <PATH>... --lake {}",
+        lake.location(),
+        lake.location()
+    )
+}
+
+/// DataFusion's physical optimizer rules with the engine's own among them,
+/// just before `CombinePartialFinalAggregate`: distribution is settled by
+/// then, and the partial aggregations they look for still stand on their
+/// own (on one partition, one core, that rule merges them with the final
+/// ones). Counts by partition come from the footers first; what is left of
+/// counts by dictionary columns is counted on their codes.
+fn physical_optimizer_rules(
+    tables: &[TableSpec],
+) -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "CombinePartialFinalAggregate")
+        .unwrap_or(rules.len());
+    rules.insert(
+        at,
+        Arc::new(dictionary_groups::DictionaryGroups::new(tables)),
+    );
+    rules.insert(at, Arc::new(footer_counts::FooterCounts));
+    rules
+}
+
 /// The schema a table is read with: text as `Utf8View`. The Parquet
 /// reader then decodes strings (and dictionary pages) into views over its
 /// buffers instead of copying every value, and DataFusion's filters and
@@ -400,11 +431,19 @@ pub fn scanned_files(
     use datafusion::datasource::source::DataSourceExec;
     let mut files: Vec<object_store::path::Path> = Vec::new();
     let _ = plan.apply(|node| {
-        if let Some(counts) = node.downcast_ref::<footer_counts::FooterCountsExec>() {
-            for file in counts.files() {
-                if !files.contains(file) {
-                    files.push(file.clone());
-                }
+        let own: Vec<&object_store::path::Path> = if let Some(counts) =
+            node.downcast_ref::<footer_counts::FooterCountsExec>()
+        {
+            counts.files().collect()
+        } else if let Some(groups) = node.downcast_ref::<dictionary_groups::DictionaryGroupsExec>()
+        {
+            groups.files().collect()
+        } else {
+            Vec::new()
+        };
+        for file in own {
+            if !files.contains(file) {
+                files.push(file.clone());
             }
         }
         if let Some(exec) = node.downcast_ref::<DataSourceExec>()

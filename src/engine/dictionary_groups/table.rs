@@ -1,0 +1,417 @@
+//! Group ids of rows from their dictionary codes, and the counts by group.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, Int64Array, RecordBatch,
+    StringViewBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::error::Result;
+
+use super::{Count, GroupSource};
+
+/// Ids of one group column's values, in first-seen order.
+#[derive(Default)]
+pub(super) struct ValueIds {
+    /// Text values (dictionary columns); id `i` is `text[i]`, None for null.
+    text: Vec<Option<String>>,
+    ids: hashbrown::HashMap<String, u32>,
+    null_id: Option<u32>,
+    /// Partition values (partition columns); id `i` is `scalars[i]`.
+    scalars: Vec<ScalarValue>,
+    /// The last dictionary mapped, held so that its buffers (by which the
+    /// next batch's dictionary is recognised) cannot be reused meanwhile,
+    /// and the id of each of its codes: a column chunk's batches share one.
+    last_dictionary: Option<ArrayRef>,
+    code_ids: Vec<u32>,
+}
+
+impl ValueIds {
+    fn text_id(&mut self, value: Option<&str>) -> u32 {
+        let known = match value {
+            Some(v) => self.ids.get(v).copied(),
+            None => self.null_id,
+        };
+        if let Some(id) = known {
+            return id;
+        }
+        let id = self.text.len() as u32;
+        self.text.push(value.map(str::to_string));
+        match value {
+            Some(v) => {
+                self.ids.insert(v.to_string(), id);
+            }
+            None => self.null_id = Some(id),
+        }
+        id
+    }
+
+    /// Maps each code of `values` (a batch's dictionary) to a value id,
+    /// once per dictionary; true when the dictionary is not the last one.
+    fn map_dictionary(&mut self, values: &ArrayRef) -> Result<bool> {
+        if let Some(last) = &self.last_dictionary
+            && same_buffers(last, values)
+        {
+            return Ok(false);
+        }
+        let text = values.as_string_opt::<i32>().ok_or_else(|| {
+            DataFusionError::Internal(format!("dictionary values of type {}", values.data_type()))
+        })?;
+        self.code_ids = (0..text.len())
+            .map(|i| self.text_id(text.is_valid(i).then(|| text.value(i))))
+            .collect();
+        self.last_dictionary = Some(Arc::clone(values));
+        Ok(true)
+    }
+}
+
+/// Whether two arrays are views of the same buffers (the same dictionary).
+pub(super) fn same_buffers(a: &ArrayRef, b: &ArrayRef) -> bool {
+    let (a, b) = (a.to_data(), b.to_data());
+    a.len() == b.len()
+        && a.offset() == b.offset()
+        && a.buffers().len() == b.buffers().len()
+        && a.buffers()
+            .iter()
+            .zip(b.buffers())
+            .all(|(x, y)| x.as_ptr() == y.as_ptr() && x.len() == y.len())
+}
+
+/// One id per group and the counts of each. A group gets its id when a row
+/// of it is first seen: level 0 maps the first column's value ids to
+/// groups, and each further level maps (group so far, value id of the next
+/// column) to a group. Only groups that rows reached are emitted.
+pub(super) struct GroupTable {
+    columns: Vec<ValueIds>,
+    /// Level 0: value id of the first column -> group (u32::MAX: none yet).
+    first: Vec<u32>,
+    /// Level 0: group -> value id of the first column.
+    first_of: Vec<u32>,
+    /// Further levels: (group so far, value id) -> group.
+    pairs: Vec<hashbrown::HashMap<u64, u32>>,
+    /// Further levels: group -> (group so far, value id).
+    pair_of: Vec<Vec<(u32, u32)>>,
+    /// For each aggregate, the count of each final group.
+    counts: Vec<Vec<i64>>,
+    /// The group of each combination of codes of the current dictionaries
+    /// (NO_GROUP: not seen yet), while they and the file's partition
+    /// values stay the same.
+    local_groups: Vec<u32>,
+    local_constants: Option<Vec<u32>>,
+}
+
+const NO_GROUP: u32 = u32::MAX;
+
+/// Combinations of codes beyond which rows are grouped through the value
+/// ids of each column (a hash lookup a column) rather than by a table
+/// indexed by their codes (4 bytes a combination).
+pub(super) const LOCAL_GROUPS: usize = 1 << 18;
+
+/// One group column's codes in a batch.
+enum Codes {
+    /// The value id of a partition column's value, the same for every row.
+    Constant(u32),
+    /// A dictionary column's keys.
+    Keys(Int32Array),
+}
+
+/// The constant value ids among `columns`, in order.
+fn constants(columns: &[Codes]) -> Vec<u32> {
+    columns
+        .iter()
+        .filter_map(|c| match c {
+            Codes::Constant(id) => Some(*id),
+            Codes::Keys(_) => None,
+        })
+        .collect()
+}
+
+impl GroupTable {
+    pub(super) fn new(groups: &[GroupSource], aggregates: usize) -> Self {
+        GroupTable {
+            columns: groups.iter().map(|_| ValueIds::default()).collect(),
+            first: Vec::new(),
+            first_of: Vec::new(),
+            pairs: groups.iter().skip(1).map(|_| Default::default()).collect(),
+            pair_of: groups.iter().skip(1).map(|_| Vec::new()).collect(),
+            counts: vec![Vec::new(); aggregates],
+            local_groups: Vec::new(),
+            local_constants: None,
+        }
+    }
+
+    /// How many groups rows have reached (with no group column, the one
+    /// group every row is in, as an aggregation without GROUP BY has).
+    pub(super) fn len(&self) -> usize {
+        if self.columns.is_empty() {
+            return 1;
+        }
+        self.pair_of.last().map_or(self.first_of.len(), Vec::len)
+    }
+
+    /// Roughly the bytes held, for the memory pool.
+    pub(super) fn memory_size(&self) -> usize {
+        let text: usize = self
+            .columns
+            .iter()
+            .map(|c| {
+                let values: usize = c.text.iter().flatten().map(String::capacity).sum();
+                // Each value is held twice (by id and in the map).
+                2 * values + 64 * c.text.len() + 4 * c.code_ids.capacity()
+            })
+            .sum();
+        let levels: usize = self.pairs.iter().map(|p| 16 * p.capacity()).sum::<usize>()
+            + self.pair_of.iter().map(|p| 8 * p.capacity()).sum::<usize>()
+            + 4 * (self.first.capacity() + self.first_of.capacity());
+        let counts: usize = self.counts.iter().map(|c| 8 * c.capacity()).sum();
+        text + levels + counts + 4 * self.local_groups.capacity()
+    }
+
+    fn partition_id(&mut self, column: usize, value: &ScalarValue) -> u32 {
+        let scalars = &mut self.columns[column].scalars;
+        match scalars.iter().position(|s| s == value) {
+            Some(i) => i as u32,
+            None => {
+                scalars.push(value.clone());
+                (scalars.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Counts the rows of `batch` (of a file with `partition_values`).
+    pub(super) fn add(
+        &mut self,
+        batch: &RecordBatch,
+        groups: &[GroupSource],
+        partition_values: &[ScalarValue],
+        selected: Option<&[bool]>,
+        counts: &[Count],
+    ) -> Result<()> {
+        // Each column's codes in this batch: a dictionary's keys (a null is
+        // the code after its last value) or one partition value.
+        let mut columns: Vec<Codes> = Vec::with_capacity(groups.len());
+        for (i, group) in groups.iter().enumerate() {
+            columns.push(match group {
+                GroupSource::Partition(p) => {
+                    let value = partition_values.get(*p).ok_or_else(|| {
+                        DataFusionError::Internal("a file without its partition value".into())
+                    })?;
+                    Codes::Constant(self.partition_id(i, value))
+                }
+                GroupSource::Dictionary(name) => {
+                    let column = batch.column_by_name(name).ok_or_else(|| {
+                        DataFusionError::Internal(format!("no column {name} was read"))
+                    })?;
+                    let dictionary: &DictionaryArray<Int32Type> =
+                        column.as_dictionary_opt().ok_or_else(|| {
+                            DataFusionError::Internal(format!("{name} was not read as codes"))
+                        })?;
+                    if self.columns[i].map_dictionary(dictionary.values())? {
+                        self.local_groups.clear();
+                    }
+                    Codes::Keys(dictionary.keys().clone())
+                }
+            });
+        }
+        if columns.iter().any(|c| matches!(c, Codes::Constant(_)))
+            && self.local_constants.as_deref() != Some(&constants(&columns))
+        {
+            self.local_groups.clear();
+            self.local_constants = Some(constants(&columns));
+        }
+        let rows = batch.num_rows();
+        let radix: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Codes::Constant(_) => 1,
+                Codes::Keys(_) => self.columns[i].code_ids.len() + 1,
+            })
+            .collect();
+        let product = radix
+            .iter()
+            .try_fold(1usize, |p, r| p.checked_mul(*r))
+            .filter(|p| *p <= LOCAL_GROUPS);
+        let mut group = vec![0u32; rows];
+        match product {
+            // Few combinations of codes: each row's combination indexes the
+            // groups of this batch's dictionaries directly; a combination
+            // gets its group (through the value ids) when first seen.
+            Some(product) => {
+                let mut local = vec![0u32; rows];
+                for (codes, radix) in columns.iter().zip(&radix) {
+                    if let Codes::Keys(keys) = codes {
+                        let null = (*radix - 1) as u32;
+                        let radix = *radix as u32;
+                        if keys.null_count() == 0 {
+                            for (l, k) in local.iter_mut().zip(keys.values()) {
+                                *l = *l * radix + *k as u32;
+                            }
+                        } else {
+                            for (l, k) in local.iter_mut().zip(keys.iter()) {
+                                *l = *l * radix + k.map_or(null, |k| k as u32);
+                            }
+                        }
+                    }
+                }
+                if self.local_groups.len() != product {
+                    self.local_groups.clear();
+                    self.local_groups.resize(product, NO_GROUP);
+                }
+                let mut ids = vec![0u32; columns.len()];
+                for (r, (g, l)) in group.iter_mut().zip(&local).enumerate() {
+                    if selected.is_some_and(|s| !s[r]) {
+                        *g = NO_GROUP;
+                        continue;
+                    }
+                    let mut found = self.local_groups[*l as usize];
+                    if found == NO_GROUP {
+                        let mut rest = *l as usize;
+                        for c in (0..columns.len()).rev() {
+                            let code = rest % radix[c];
+                            rest /= radix[c];
+                            ids[c] = self.value_id(c, &columns[c], code);
+                        }
+                        found = self.group_of(&ids);
+                        self.local_groups[*l as usize] = found;
+                    }
+                    *g = found;
+                }
+            }
+            // Too many: each row's value ids, folded level by level.
+            None => {
+                let mut ids = vec![0u32; columns.len()];
+                for (r, g) in group.iter_mut().enumerate() {
+                    if selected.is_some_and(|s| !s[r]) {
+                        *g = NO_GROUP;
+                        continue;
+                    }
+                    for (c, codes) in columns.iter().enumerate() {
+                        let code = match codes {
+                            Codes::Constant(_) => 0,
+                            Codes::Keys(keys) if keys.is_null(r) => radix[c] - 1,
+                            Codes::Keys(keys) => keys.value(r) as usize,
+                        };
+                        ids[c] = self.value_id(c, codes, code);
+                    }
+                    *g = self.group_of(&ids);
+                }
+            }
+        }
+        let reached = self.len();
+        for (counts, count) in self.counts.iter_mut().zip(counts) {
+            counts.resize(reached, 0);
+            let keys = match count {
+                Count::NonNull(c) => match &columns[*c] {
+                    Codes::Keys(keys) if keys.null_count() > 0 => Some(keys),
+                    _ => None,
+                },
+                Count::Rows => None,
+            };
+            let rows = group.iter().enumerate().filter(|(_, g)| **g != NO_GROUP);
+            match keys {
+                None => rows.for_each(|(_, g)| counts[*g as usize] += 1),
+                Some(keys) => rows
+                    .filter(|(r, _)| keys.is_valid(*r))
+                    .for_each(|(_, g)| counts[*g as usize] += 1),
+            }
+        }
+        Ok(())
+    }
+
+    /// The value id of `code` in column `c`.
+    fn value_id(&mut self, c: usize, codes: &Codes, code: usize) -> u32 {
+        match codes {
+            Codes::Constant(id) => *id,
+            Codes::Keys(_) => match self.columns[c].code_ids.get(code) {
+                Some(id) => *id,
+                None => self.columns[c].text_id(None),
+            },
+        }
+    }
+
+    /// The group of a row whose columns have value `ids`, made when new.
+    fn group_of(&mut self, ids: &[u32]) -> u32 {
+        let Some(first) = ids.first() else {
+            return 0;
+        };
+        let value = *first as usize;
+        if value >= self.first.len() {
+            self.first.resize(value + 1, NO_GROUP);
+        }
+        if self.first[value] == NO_GROUP {
+            self.first[value] = self.first_of.len() as u32;
+            self.first_of.push(*first);
+        }
+        let mut g = self.first[value];
+        for (level, id) in ids.iter().enumerate().skip(1) {
+            let (pairs, pair_of) = (&mut self.pairs[level - 1], &mut self.pair_of[level - 1]);
+            let key = (u64::from(g) << 32) | u64::from(*id);
+            g = *pairs.entry(key).or_insert_with(|| {
+                pair_of.push((g, *id));
+                (pair_of.len() - 1) as u32
+            });
+        }
+        g
+    }
+
+    /// The value id of each column for each group, in group order.
+    fn unfold(&self) -> Vec<Vec<u32>> {
+        let n = self.len();
+        let mut ids = vec![vec![0u32; n]; self.columns.len()];
+        for group in 0..n {
+            let mut g = group as u32;
+            for level in (0..self.pair_of.len()).rev() {
+                let (before, id) = self.pair_of[level][g as usize];
+                ids[level + 1][group] = id;
+                g = before;
+            }
+            if let Some(first) = ids.first_mut() {
+                first[group] = self.first_of[g as usize];
+            }
+        }
+        ids
+    }
+
+    /// The groups and counts as a batch of the partial aggregation's schema.
+    pub(super) fn emit(&self, schema: &SchemaRef, groups: &[GroupSource]) -> Result<RecordBatch> {
+        let n = self.len();
+        let ids = self.unfold();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for (((group, column_ids), values), field) in groups
+            .iter()
+            .zip(&ids)
+            .zip(&self.columns)
+            .zip(schema.fields())
+        {
+            let array: ArrayRef = match group {
+                GroupSource::Dictionary(_) => {
+                    let mut builder = StringViewBuilder::with_capacity(n);
+                    for id in column_ids {
+                        builder.append_option(values.text[*id as usize].as_deref());
+                    }
+                    Arc::new(builder.finish())
+                }
+                GroupSource::Partition(_) => ScalarValue::iter_to_array(
+                    column_ids
+                        .iter()
+                        .map(|id| values.scalars[*id as usize].clone()),
+                )?,
+            };
+            columns.push(if array.data_type() == field.data_type() {
+                array
+            } else {
+                cast(&array, field.data_type())?
+            });
+        }
+        for counts in &self.counts {
+            let mut counts = counts.clone();
+            counts.resize(n, 0);
+            columns.push(Arc::new(Int64Array::from(counts)));
+        }
+        Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}
