@@ -298,7 +298,7 @@ impl Job {
 mod tests {
     use std::collections::BTreeMap;
 
-    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
     use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::file::properties::WriterProperties;

@@ -15,30 +15,48 @@ use datafusion::physical_expr::expressions::Column;
 
 use super::table::same_buffers;
 
-/// Whether `expr` gives one answer per value, whichever row holds it: built
-/// of columns, literals, comparisons, `IN`, `LIKE`, null tests, casts and
-/// immutable functions (not `random()`, not a dynamic filter).
+/// Whether `expr` can be evaluated on a column's distinct values in place of
+/// its rows: built only of what gives one answer per value and cannot fail
+/// on a value that no selected row holds (a filter's conjuncts are all
+/// evaluated on every value of the dictionary, where DataFusion may
+/// evaluate one only on the rows the others kept). So columns, literals,
+/// comparisons and boolean logic, `IN`, `LIKE`, null tests and `TRY_CAST`;
+/// not casts or functions, which may fail on a value (`CAST(action AS
+/// INT)`), nor `random()` or a dynamic filter.
 pub(super) fn evaluable_per_value(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    use datafusion::logical_expr::Volatility;
-    use datafusion::physical_expr::ScalarFunctionExpr;
+    use datafusion::logical_expr::Operator;
     use datafusion::physical_expr::expressions::{
-        BinaryExpr, CastExpr, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
-        TryCastExpr,
+        BinaryExpr, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr, TryCastExpr,
     };
     let mut per_value = true;
     let _ = expr.apply(|e| {
         let known = e.downcast_ref::<Column>().is_some()
             || e.downcast_ref::<Literal>().is_some()
-            || e.downcast_ref::<BinaryExpr>().is_some()
+            || e.downcast_ref::<BinaryExpr>().is_some_and(|b| {
+                matches!(
+                    b.op(),
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                        | Operator::And
+                        | Operator::Or
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                        | Operator::LikeMatch
+                        | Operator::ILikeMatch
+                        | Operator::NotLikeMatch
+                        | Operator::NotILikeMatch
+                )
+            })
             || e.downcast_ref::<InListExpr>().is_some()
             || e.downcast_ref::<LikeExpr>().is_some()
             || e.downcast_ref::<IsNullExpr>().is_some()
             || e.downcast_ref::<IsNotNullExpr>().is_some()
             || e.downcast_ref::<NotExpr>().is_some()
-            || e.downcast_ref::<CastExpr>().is_some()
-            || e.downcast_ref::<TryCastExpr>().is_some()
-            || e.downcast_ref::<ScalarFunctionExpr>()
-                .is_some_and(|f| f.fun().signature().volatility == Volatility::Immutable);
+            || e.downcast_ref::<TryCastExpr>().is_some();
         per_value &= known;
         Ok(if known {
             TreeNodeRecursion::Continue
