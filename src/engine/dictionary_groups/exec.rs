@@ -378,10 +378,21 @@ mod tests {
 
     /// Runs a job over `file` with `pool`; returns its batches' groups
     /// summed: (type, action) -> (rows, non-null actions), and how many
-    /// batches it emitted.
+    /// batches it emitted. Batches of 4 rows.
     async fn count(
         file: PartitionedFile,
         pool: Arc<dyn MemoryPool>,
+    ) -> (
+        BTreeMap<(Option<String>, Option<String>), (i64, i64)>,
+        usize,
+    ) {
+        count_in_batches(file, pool, 4).await
+    }
+
+    async fn count_in_batches(
+        file: PartitionedFile,
+        pool: Arc<dyn MemoryPool>,
+        batch_size: usize,
     ) -> (
         BTreeMap<(Option<String>, Option<String>), (i64, i64)>,
         usize,
@@ -410,7 +421,7 @@ mod tests {
                 counts: vec![Count::Rows, Count::NonNull(1)],
             },
             schema: schema.clone(),
-            batch_size: 4,
+            batch_size,
             metrics: ExecutionPlanMetricsSet::new(),
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(100);
@@ -478,5 +489,23 @@ mod tests {
         const { assert!(600 * 601 > LOCAL_GROUPS) };
         assert_eq!(groups.len(), 1300);
         assert_eq!(groups, expected(&rows));
+    }
+
+    /// Batches of more rows than combinations of codes: rows are counted by
+    /// combination first, each combination given its group once.
+    #[tokio::test]
+    async fn batches_of_many_rows_are_counted_by_combination() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = rows();
+        let rows: Vec<_> = (0..40).flat_map(|_| rows.clone()).collect();
+        let file = write_file(dir.path(), &rows);
+        let pool = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let (groups, batches) = count_in_batches(file, pool, 500).await;
+        // 920 rows in one row group, read in batches of 500: (3 types and
+        // null) x (3 actions and null) = 16 combinations of codes.
+        assert_eq!(batches, 1);
+        assert_eq!(groups, expected(&rows));
+        // Rows 1 and 21 of the 23 are (config_change, null), 40 times.
+        assert_eq!(groups[&(Some("config_change".into()), None)], (80, 0));
     }
 }

@@ -246,13 +246,26 @@ impl GroupTable {
                     if let Codes::Keys(keys) = codes {
                         let null = (*radix - 1) as u32;
                         let radix = *radix as u32;
-                        if keys.null_count() == 0 {
-                            for (l, k) in local.iter_mut().zip(keys.values()) {
-                                *l = *l * radix + *k as u32;
+                        match keys.nulls().filter(|n| n.null_count() > 0) {
+                            None => {
+                                for (l, k) in local.iter_mut().zip(keys.values()) {
+                                    *l = *l * radix + *k as u32;
+                                }
                             }
-                        } else {
-                            for (l, k) in local.iter_mut().zip(keys.iter()) {
-                                *l = *l * radix + k.map_or(null, |k| k as u32);
+                            // 64 rows a word of the validity bits, so that
+                            // the choice of code is a select, not a branch.
+                            Some(nulls) => {
+                                let words = nulls.inner().bit_chunks().iter_padded();
+                                for ((l, k), word) in local
+                                    .chunks_mut(64)
+                                    .zip(keys.values().chunks(64))
+                                    .zip(words)
+                                {
+                                    for (j, (l, k)) in l.iter_mut().zip(k).enumerate() {
+                                        let valid = (word >> j) & 1 != 0;
+                                        *l = *l * radix + if valid { *k as u32 } else { null };
+                                    }
+                                }
                             }
                         }
                     }
@@ -260,6 +273,11 @@ impl GroupTable {
                 if self.local_groups.len() != product {
                     self.local_groups.clear();
                     self.local_groups.resize(product, NO_GROUP);
+                }
+                // Fewer combinations than rows: count the rows of each
+                // combination first, then give each its group once.
+                if product <= rows {
+                    return self.add_histogram(&columns, &radix, &local, selected, counts);
                 }
                 let mut ids = vec![0u32; columns.len()];
                 for (r, (g, l)) in group.iter_mut().zip(&local).enumerate() {
@@ -317,6 +335,70 @@ impl GroupTable {
                 Some(keys) => rows
                     .filter(|(r, _)| keys.is_valid(*r))
                     .for_each(|(_, g)| counts[*g as usize] += 1),
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the counts of rows by combination of codes (`local`, indexes
+    /// of `local_groups`): one pass over the rows, then one group lookup
+    /// per combination met rather than per row.
+    fn add_histogram(
+        &mut self,
+        columns: &[Codes],
+        radix: &[usize],
+        local: &[u32],
+        selected: Option<&[bool]>,
+        counts: &[Count],
+    ) -> Result<()> {
+        // Consecutive rows count into different lanes: rows of one
+        // combination in a row would otherwise each wait for the store of
+        // the one before.
+        const LANES: usize = 4;
+        let mut lanes = vec![0u32; self.local_groups.len() * LANES];
+        let mut count = |r: usize, l: u32, n: u32| lanes[l as usize * LANES + r % LANES] += n;
+        match selected {
+            None => local.iter().enumerate().for_each(|(r, l)| count(r, *l, 1)),
+            Some(selected) => local
+                .iter()
+                .zip(selected)
+                .enumerate()
+                .for_each(|(r, (l, s))| count(r, *l, u32::from(*s))),
+        }
+        let rows_of = lanes.chunks_exact(LANES).map(|c| c.iter().sum::<u32>());
+        let mut met = Vec::new();
+        let mut ids = vec![0u32; columns.len()];
+        let mut codes = vec![0usize; columns.len()];
+        for (l, n) in rows_of.enumerate().filter(|(_, n)| *n > 0) {
+            let mut rest = l;
+            for c in (0..columns.len()).rev() {
+                codes[c] = rest % radix[c];
+                rest /= radix[c];
+            }
+            let mut group = self.local_groups[l];
+            if group == NO_GROUP {
+                for c in 0..columns.len() {
+                    ids[c] = self.value_id(c, &columns[c], codes[c]);
+                }
+                group = self.group_of(&ids);
+                self.local_groups[l] = group;
+            }
+            met.push((group, i64::from(n), codes.clone()));
+        }
+        let reached = self.len();
+        for (totals, count) in self.counts.iter_mut().zip(counts) {
+            totals.resize(reached, 0);
+            for (group, n, codes) in &met {
+                let counted = match count {
+                    Count::Rows => true,
+                    // A null is the code after the dictionary's last value.
+                    Count::NonNull(c) => {
+                        matches!(columns[*c], Codes::Constant(_)) || codes[*c] + 1 != radix[*c]
+                    }
+                };
+                if counted {
+                    totals[*group as usize] += n;
+                }
             }
         }
         Ok(())
