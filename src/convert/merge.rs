@@ -23,11 +23,13 @@ use datafusion::common::Column;
 use datafusion::execution::options::ArrowReadOptions;
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 use object_store::path::Path as ObjectPath;
 
+use super::key_sort;
 use super::stage::{ENTRY_COLUMN, KeyHasher, StagedPart, archive_of, key_bytes};
 use crate::lake::commit::{CommittingWriter, MonthWriter};
 use crate::lake::integrity::{ByteDigest, ContentDigest, FileRecord};
@@ -65,6 +67,19 @@ pub async fn merge_into(
             .iter()
             .enumerate()
             .any(|(i, a)| staged[i + 1..].iter().any(|b| a.may_share_keys(b)));
+    if old.is_none() && !repeated_keys {
+        let pool = ctx.runtime_env().memory_pool.clone();
+        let batch_size = ctx.state().config().batch_size();
+        if let Some(sorted) = key_sort::sort_new_month(&pool, spec, staged, batch_size)? {
+            let (file, _) = write_stream(lake, spec, sorted.rows, target).await?;
+            return Ok(MergeStats {
+                rows_after: file.rows,
+                new_by_archive: sorted.new_by_archive,
+                file,
+            });
+        }
+        tracing::debug!("the sort keys do not fit the memory pool: DataFusion sorts the month");
+    }
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let new_table = format!("merge_new_{n}");
@@ -277,8 +292,18 @@ pub async fn write_frame(
             datafusion::physical_plan::displayable(plan.as_ref()).indent(false)
         );
     }
-    let mut stream = df.execute_stream().await.context("cannot run the merge")?;
+    let stream = df.execute_stream().await.context("cannot run the merge")?;
+    write_stream(lake, spec, stream, target).await
+}
 
+/// Streams `stream`'s rows into `target`, atomically replacing it; the
+/// columns are [`write_frame`]'s.
+async fn write_stream(
+    lake: &Lake,
+    spec: &TableSpec,
+    mut stream: SendableRecordBatchStream,
+    target: &ObjectPath,
+) -> anyhow::Result<(FileRecord, BTreeMap<u64, u64>)> {
     let bytes = ByteDigest::default();
     let sink = CommittingWriter::new(MonthWriter::create(lake, target).await?, bytes.clone());
     let mut content = ContentDigest::new(&spec.schema);

@@ -20,6 +20,7 @@
 
 pub(crate) mod discover;
 mod journal;
+mod key_sort;
 pub(crate) mod merge;
 pub mod prove;
 mod schedule;

@@ -1,0 +1,382 @@
+//! The sort of a new month file: sort the keys alone, then gather each
+//! output batch once from the staged files, mapped into memory.
+//!
+//! A month whose staged keys are all distinct and which has no file yet
+//! (every month a run sees first) needs one sort and nothing else.
+//! DataFusion's sort would read the staged files into memory, copy each batch
+//! in sorted order, and copy again while merging the sorted batches, spilling
+//! every copy to disk once the memory pool is short (a 200k-event month of
+//! large events spilled under the default 512M: a tenth of a conversion's
+//! CPU went to spills). Here the staged Arrow IPC files are mapped, the sort
+//! columns are encoded into DataFusion's row format (what its own sort
+//! compares), the row numbers are sorted by those rows, and each output batch
+//! is gathered from the mapped batches: the only copy of a value is the one
+//! the Parquet writer reads. Only the encoded keys and the order take
+//! memory from the pool; the staged rows stay file pages, which the system
+//! can drop and read again, so a month of any size sorts in bounded memory.
+//! When the pool cannot hold the keys, the caller falls back to DataFusion.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::buffer::Buffer;
+use datafusion::arrow::compute::{SortOptions, interleave_record_batch};
+use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::arrow::ipc::convert::fb_to_schema;
+use datafusion::arrow::ipc::reader::{FileDecoder, read_footer_length};
+use datafusion::arrow::ipc::root_as_footer;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+use super::stage::{ENTRY_COLUMN, StagedPart, archive_of};
+use crate::table::TableSpec;
+
+/// A new month's rows in the table's order, and how many rows each archive
+/// brought (all of them are new).
+pub struct SortedMonth {
+    pub rows: SendableRecordBatchStream,
+    pub new_by_archive: BTreeMap<u64, u64>,
+}
+
+/// Sorts the staged parts of a new month with distinct keys. `Ok(None)`:
+/// the pool cannot hold the sort keys (the caller sorts with DataFusion,
+/// which spills).
+pub fn sort_new_month(
+    pool: &Arc<dyn MemoryPool>,
+    spec: &TableSpec,
+    staged: &[&StagedPart],
+    batch_size: usize,
+) -> anyhow::Result<Option<SortedMonth>> {
+    let mut batches = Vec::new();
+    for part in staged {
+        batches.extend(
+            map_ipc_file(&part.path)
+                .with_context(|| format!("cannot read staged rows {}", part.path.display()))?,
+        );
+    }
+    let mut reservation = MemoryConsumer::new("month key sort").register(pool);
+    let Some(order) = sort_order(spec, &batches, &mut reservation)? else {
+        return Ok(None);
+    };
+
+    let mut new_by_archive = BTreeMap::new();
+    for batch in &batches {
+        let entries = batch
+            .column_by_name(ENTRY_COLUMN)
+            .context("staged rows without their entry column")?
+            .as_primitive::<UInt64Type>();
+        for entry in entries.values() {
+            *new_by_archive.entry(archive_of(*entry)).or_insert(0) += 1;
+        }
+    }
+
+    let schema: SchemaRef = spec.schema.clone();
+    let width = schema.fields().len();
+    let table_batches = batches
+        .iter()
+        .map(|b| b.project(&(0..width).collect::<Vec<_>>()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch_size = batch_size.max(1);
+    let chunks = order.len().div_ceil(batch_size);
+    let gather_schema = schema.clone();
+    let rows = futures::stream::iter((0..chunks).map(move |c| {
+        // The order's memory stays reserved until the last batch is out.
+        let _held = &reservation;
+        let start = c * batch_size;
+        let end = (start + batch_size).min(order.len());
+        let refs: Vec<&RecordBatch> = table_batches.iter().collect();
+        let gathered = interleave_record_batch(&refs, &order[start..end])?;
+        Ok(RecordBatch::try_new(
+            gather_schema.clone(),
+            gathered.columns().to_vec(),
+        )?)
+    }));
+    Ok(Some(SortedMonth {
+        rows: Box::pin(RecordBatchStreamAdapter::new(schema, rows)),
+        new_by_archive,
+    }))
+}
+
+/// (batch, row) of every staged row in the table's order (ties, which
+/// distinct keys do not have, in staging order); `None` when the pool
+/// cannot hold the encoded keys.
+fn sort_order(
+    spec: &TableSpec,
+    batches: &[RecordBatch],
+    reservation: &mut MemoryReservation,
+) -> anyhow::Result<Option<Vec<(usize, usize)>>> {
+    let Some(first) = batches.first() else {
+        return Ok(Some(Vec::new()));
+    };
+    let schema = first.schema();
+    let key_indices = spec
+        .sort_columns
+        .iter()
+        .map(|c| {
+            schema
+                .index_of(c)
+                .with_context(|| format!("staged rows lack the sort column {c}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let converter = RowConverter::new(
+        key_indices
+            .iter()
+            .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), options))
+            .collect(),
+    )?;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    // The order (16 bytes a row) and the sort's scratch (8 bytes a row).
+    let order_bytes = total * 24;
+    let mut rows = converter.empty_rows(total, 0);
+    for batch in batches {
+        let keys: Vec<_> = key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        converter.append(&mut rows, &keys)?;
+        if reservation.try_resize(rows.size() + order_bytes).is_err() {
+            return Ok(None);
+        }
+    }
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(total);
+    let mut global: Vec<u32> = (0..total as u32).collect();
+    global.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut start = 0;
+    for batch in batches {
+        starts.push(start);
+        start += batch.num_rows();
+    }
+    for g in global {
+        let g = g as usize;
+        let batch = starts.partition_point(|&s| s <= g) - 1;
+        order.push((batch, g - starts[batch]));
+    }
+    drop(rows);
+    reservation.try_resize(order_bytes)?;
+    Ok(Some(order))
+}
+
+/// The record batches of an Arrow IPC file this run staged, mapped rather
+/// than read: their buffers point into the file's pages.
+fn map_ipc_file(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let file = File::open(path)?;
+    // SAFETY: the staging file is this run's own, in the scratch directory
+    // the run holds locked; it was written and closed before the merge, and
+    // nothing writes or truncates it while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+    anyhow::ensure!(
+        buffer.len() >= 10,
+        "an Arrow IPC file of {} bytes",
+        buffer.len()
+    );
+    let trailer_start = buffer.len() - 10;
+    let trailer: [u8; 10] = buffer[trailer_start..].try_into()?;
+    let footer_len = read_footer_length(trailer)?;
+    let footer_start = trailer_start
+        .checked_sub(footer_len)
+        .context("the IPC footer is longer than the file")?;
+    let footer = root_as_footer(&buffer[footer_start..trailer_start])
+        .map_err(|e| anyhow::anyhow!("invalid IPC footer: {e}"))?;
+    let schema = Arc::new(fb_to_schema(
+        footer.schema().context("IPC footer without a schema")?,
+    ));
+    let mut decoder = FileDecoder::new(schema, footer.version());
+    let block_data = |block: &datafusion::arrow::ipc::Block| {
+        let start = usize::try_from(block.offset()).ok();
+        let len = block.bodyLength() as usize + block.metaDataLength() as usize;
+        match start {
+            Some(start)
+                if start
+                    .checked_add(len)
+                    .is_some_and(|end| end <= footer_start) =>
+            {
+                Ok(buffer.slice_with_length(start, len))
+            }
+            _ => Err(anyhow::anyhow!("an IPC block past the end of the file")),
+        }
+    };
+    for block in footer.dictionaries().iter().flatten() {
+        decoder.read_dictionary(block, &block_data(block)?)?;
+    }
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().iter().flatten() {
+        let data = block_data(block)?;
+        if let Some(batch) = decoder.read_record_batch(block, &data)? {
+            if batch.num_rows() > 0 {
+                batches.push(batch);
+            }
+        }
+    }
+    Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{StringArray, TimestampMillisecondArray, UInt64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::ipc::writer::FileWriter;
+    use datafusion::execution::memory_pool::GreedyMemoryPool;
+    use futures::TryStreamExt;
+
+    use crate::convert::stage::ENTRY_BITS;
+
+    fn spec() -> TableSpec {
+        let mut spec = crate::source::heroku::table_spec();
+        spec.schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("app", DataType::Utf8, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]));
+        spec.sort_columns = &["app", "t", "id"];
+        spec.key_column = "id";
+        spec
+    }
+
+    /// Stages `batches` of (id, app, t) rows of `archive` as one IPC file.
+    fn stage(dir: &Path, archive: u64, batches: &[&[(&str, Option<&str>, i64)]]) -> StagedPart {
+        let spec = spec();
+        let mut fields: Vec<Field> = spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(ENTRY_COLUMN, DataType::UInt64, false));
+        let schema = Arc::new(Schema::new(fields));
+        let path = dir.join(format!("part-{archive}.arrow"));
+        let mut writer = FileWriter::try_new(File::create(&path).unwrap(), &schema).unwrap();
+        let mut entry = archive << ENTRY_BITS;
+        let mut rows = 0;
+        for rows_of_batch in batches {
+            let entries: Vec<u64> = rows_of_batch
+                .iter()
+                .map(|_| {
+                    entry += 1;
+                    entry
+                })
+                .collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        rows_of_batch.iter().map(|r| r.0),
+                    )),
+                    Arc::new(StringArray::from_iter(rows_of_batch.iter().map(|r| r.1))),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        rows_of_batch.iter().map(|r| r.2),
+                    )),
+                    Arc::new(UInt64Array::from(entries)),
+                ],
+            )
+            .unwrap();
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).unwrap();
+        }
+        writer.finish().unwrap();
+        StagedPart {
+            path,
+            rows,
+            repeated_keys: false,
+            key_hashes: Vec::new(),
+        }
+    }
+
+    fn two_archives(dir: &Path) -> (StagedPart, StagedPart) {
+        let a = stage(
+            dir,
+            0,
+            &[
+                &[("e1", Some("b"), 30), ("e2", None, 10)],
+                &[("e3", Some("a"), 20)],
+            ],
+        );
+        let b = stage(
+            dir,
+            1,
+            &[&[
+                ("e4", Some("a"), 20),
+                ("e5", Some("b"), 5),
+                ("e6", Some("a"), 10),
+            ]],
+        );
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn rows_come_out_in_the_table_order_in_batches_of_the_given_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = two_archives(dir.path());
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let sorted = sort_new_month(&pool, &spec(), &[&a, &b], 4)
+            .unwrap()
+            .expect("the keys fit");
+        assert_eq!(sorted.new_by_archive, BTreeMap::from([(0, 3), (1, 3)]));
+        let batches: Vec<RecordBatch> = sorted.rows.try_collect().await.unwrap();
+        assert_eq!(
+            batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .collect::<Vec<_>>(),
+            [4, 2]
+        );
+        assert_eq!(
+            batches[0].schema(),
+            spec().schema,
+            "the entry column is dropped"
+        );
+        let ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_string::<i32>();
+                ids.iter()
+                    .map(|s| s.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // app a by time then id (e6 at 10; e3 and e4 both at 20), then b, then no app.
+        assert_eq!(ids, ["e6", "e3", "e4", "e5", "e1", "e2"]);
+        assert_eq!(pool.reserved(), 0, "the order's memory is released");
+    }
+
+    #[test]
+    fn keys_that_do_not_fit_the_pool_are_left_to_datafusion() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = two_archives(dir.path());
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(100));
+        assert!(
+            sort_new_month(&pool, &spec(), &[&a, &b], 4)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(pool.reserved(), 0);
+    }
+
+    #[test]
+    fn a_truncated_staging_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = two_archives(dir.path());
+        let bytes = std::fs::read(&a.path).unwrap();
+        std::fs::write(&a.path, &bytes[..bytes.len() - 20]).unwrap();
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let e = sort_new_month(&pool, &spec(), &[&a], 4)
+            .err()
+            .expect("an error");
+        assert!(
+            format!("{e:#}").contains("cannot read staged rows"),
+            "{e:#}"
+        );
+    }
+}
