@@ -213,10 +213,10 @@ fn map_ipc_file(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     for block in footer.recordBatches().iter().flatten() {
         let data = block_data(block)?;
-        if let Some(batch) = decoder.read_record_batch(block, &data)? {
-            if batch.num_rows() > 0 {
-                batches.push(batch);
-            }
+        if let Some(batch) = decoder.read_record_batch(block, &data)?
+            && batch.num_rows() > 0
+        {
+            batches.push(batch);
         }
     }
     Ok(batches)
