@@ -162,6 +162,10 @@ fn sort_order(
         let batch = starts.partition_point(|&s| s <= g) - 1;
         order.push((batch, g - starts[batch]));
     }
+    tracing::debug!(
+        "sorted {total} staged rows by their keys: {} bytes of keys and order",
+        rows.size() + order_bytes
+    );
     drop(rows);
     reservation.try_resize(order_bytes)?;
     Ok(Some(order))

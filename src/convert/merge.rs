@@ -6,11 +6,13 @@
 //! later archive over an earlier one, a later entry over an earlier one.
 //! Rows are sorted by the table's sort columns (ending with the key, so the
 //! output is deterministic); a new month file whose staged keys are all
-//! distinct skips the dedupe and is sorted once. DataFusion does the heavy
-//! lifting — its sorts spill to disk under the session's memory limit, so a
-//! month of any size merges in bounded memory — and the result streams into
-//! the month file, which appears in one step (rename on disk, completed
-//! multipart upload on S3).
+//! distinct skips the dedupe and is sorted once, by its keys alone
+//! ([`super::key_sort`]: the staged files are mapped and each output batch
+//! gathered from them once). Everything else is DataFusion's — its sorts
+//! spill to disk under the session's memory limit, so a month of any size
+//! merges in bounded memory — and the result streams into the month file,
+//! which appears in one step (rename on disk, completed multipart upload on
+//! S3).
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
