@@ -251,15 +251,7 @@ mod tests {
 
     /// Stages `batches` of (id, app, t) rows of `archive` as one IPC file.
     fn stage(dir: &Path, archive: u64, batches: &[&[(&str, Option<&str>, i64)]]) -> StagedPart {
-        let spec = spec();
-        let mut fields: Vec<Field> = spec
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(ENTRY_COLUMN, DataType::UInt64, false));
-        let schema = Arc::new(Schema::new(fields));
+        let schema = crate::convert::stage::staged_schema(&spec());
         let path = dir.join(format!("part-{archive}.arrow"));
         let mut writer = FileWriter::try_new(File::create(&path).unwrap(), &schema).unwrap();
         let mut entry = archive << ENTRY_BITS;

@@ -58,6 +58,18 @@ pub fn key_bytes(column: &dyn Array) -> anyhow::Result<Vec<Option<&[u8]>>> {
     })
 }
 
+/// The schema of staged rows: the table's columns, then [`ENTRY_COLUMN`].
+pub fn staged_schema(spec: &TableSpec) -> SchemaRef {
+    let mut fields: Vec<Field> = spec
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(ENTRY_COLUMN, DataType::UInt64, false));
+    Arc::new(Schema::new(fields))
+}
+
 /// One partition's staged rows.
 #[derive(Debug)]
 pub struct StagedPart {
@@ -114,17 +126,10 @@ impl Stager {
     /// `archive` is the archive's ordinal in the run: rows of later archives
     /// win over rows of earlier ones when they share a key.
     pub fn new(dir: &Path, spec: TableSpec, owner_fallback: String, archive: u64) -> Self {
-        let mut fields: Vec<Field> = spec
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(ENTRY_COLUMN, DataType::UInt64, false));
         Stager {
             dir: dir.to_path_buf(),
+            staged_schema: staged_schema(&spec),
             spec,
-            staged_schema: Arc::new(Schema::new(fields)),
             owner_fallback,
             writers: HashMap::new(),
             month: MonthCache::default(),
