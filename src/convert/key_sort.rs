@@ -24,8 +24,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::buffer::Buffer;
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{SortOptions, interleave_record_batch};
-use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
 use datafusion::arrow::ipc::convert::fb_to_schema;
 use datafusion::arrow::ipc::reader::{FileDecoder, read_footer_length};
 use datafusion::arrow::ipc::root_as_footer;
@@ -82,25 +83,96 @@ pub fn sort_new_month(
         .iter()
         .map(|b| b.project(&(0..width).collect::<Vec<_>>()))
         .collect::<Result<Vec<_>, _>>()?;
-    let batch_size = batch_size.max(1);
-    let chunks = order.len().div_ceil(batch_size);
+    let text = text_lengths(&table_batches);
+    let limits = BatchLimits {
+        rows: batch_size.max(1),
+        bytes: BATCH_TEXT_BYTES,
+    };
     let gather_schema = schema.clone();
-    let rows = futures::stream::iter((0..chunks).map(move |c| {
+    let mut next = 0;
+    let rows = futures::stream::poll_fn(move |_| {
         // The order's memory stays reserved until the last batch is out.
         let _held = &reservation;
-        let start = c * batch_size;
-        let end = (start + batch_size).min(order.len());
+        if next == order.len() {
+            return std::task::Poll::Ready(None);
+        }
+        let end = limits.end(&order, next, |(b, r)| text[b].row(r));
         let refs: Vec<&RecordBatch> = table_batches.iter().collect();
-        let gathered = interleave_record_batch(&refs, &order[start..end])?;
-        Ok(RecordBatch::try_new(
-            gather_schema.clone(),
-            gathered.columns().to_vec(),
-        )?)
-    }));
+        let gathered = interleave_record_batch(&refs, &order[next..end]).and_then(|batch| {
+            RecordBatch::try_new(gather_schema.clone(), batch.columns().to_vec())
+        });
+        next = end;
+        std::task::Poll::Ready(Some(gathered.map_err(Into::into)))
+    });
     Ok(Some(SortedMonth {
         rows: Box::pin(RecordBatchStreamAdapter::new(schema, rows)),
         new_by_archive,
     }))
+}
+
+/// Text a gathered batch may hold: a month of large entries (up to
+/// `--max-entry-size` each) comes out in batches of fewer rows, so one batch
+/// neither outgrows memory nor overflows Arrow's 32-bit string offsets.
+const BATCH_TEXT_BYTES: usize = 32 << 20;
+
+/// How many rows and bytes of text one gathered batch may hold.
+#[derive(Clone, Copy)]
+struct BatchLimits {
+    rows: usize,
+    bytes: usize,
+}
+
+impl BatchLimits {
+    /// The end of the batch of `order` that starts at `start`: at least
+    /// one row, and no more rows or text than the limits.
+    fn end(
+        &self,
+        order: &[(usize, usize)],
+        start: usize,
+        text: impl Fn((usize, usize)) -> usize,
+    ) -> usize {
+        let last = order.len().min(start + self.rows);
+        let mut bytes = 0;
+        for (i, &at) in order[start..last].iter().enumerate() {
+            bytes += text(at);
+            if bytes > self.bytes && i > 0 {
+                return start + i;
+            }
+        }
+        last
+    }
+}
+
+/// The text bytes of each row of a batch: its string and binary columns'
+/// offsets.
+struct TextLengths(Vec<OffsetBuffer<i32>>);
+
+impl TextLengths {
+    fn row(&self, row: usize) -> usize {
+        self.0
+            .iter()
+            .map(|offsets| (offsets[row + 1] - offsets[row]) as usize)
+            .sum()
+    }
+}
+
+fn text_lengths(batches: &[RecordBatch]) -> Vec<TextLengths> {
+    batches
+        .iter()
+        .map(|batch| {
+            TextLengths(
+                batch
+                    .columns()
+                    .iter()
+                    .filter_map(|column| match column.data_type() {
+                        DataType::Utf8 => Some(column.as_string::<i32>().offsets().clone()),
+                        DataType::Binary => Some(column.as_binary::<i32>().offsets().clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 /// (batch, row) of every staged row in the table's order (ties, which
@@ -230,7 +302,7 @@ fn map_ipc_file(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{StringArray, TimestampMillisecondArray, UInt64Array};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     use datafusion::arrow::ipc::writer::FileWriter;
     use datafusion::execution::memory_pool::GreedyMemoryPool;
     use futures::TryStreamExt;
@@ -345,6 +417,35 @@ mod tests {
         // app a by time then id (e6 at 10; e3 and e4 both at 20), then b, then no app.
         assert_eq!(ids, ["e6", "e3", "e4", "e5", "e1", "e2"]);
         assert_eq!(pool.reserved(), 0, "the order's memory is released");
+    }
+
+    #[test]
+    fn a_batch_ends_at_its_row_or_text_limit_and_holds_at_least_one_row() {
+        let order: Vec<(usize, usize)> = (0..6).map(|r| (0, r)).collect();
+        // Row r holds 10 * (r + 1) bytes of text.
+        let text = |(_, r): (usize, usize)| 10 * (r + 1);
+        let limits = BatchLimits { rows: 4, bytes: 35 };
+        // 10 + 20 = 30; a third row would make 60.
+        assert_eq!(limits.end(&order, 0, text), 2);
+        // Row 2 alone (30) fits; with row 3, 70 does not.
+        assert_eq!(limits.end(&order, 2, text), 3);
+        // Row 3 alone is 40, over the limit, and still makes a batch.
+        assert_eq!(limits.end(&order, 3, text), 4);
+        let rows_only = BatchLimits {
+            rows: 4,
+            bytes: usize::MAX,
+        };
+        assert_eq!(rows_only.end(&order, 0, text), 4);
+        assert_eq!(rows_only.end(&order, 4, text), 6);
+        let lengths = text_lengths(&[RecordBatch::try_from_iter([(
+            "s",
+            Arc::new(StringArray::from(vec![Some("abc"), None, Some("")])) as _,
+        )])
+        .unwrap()]);
+        assert_eq!(
+            (0..3).map(|r| lengths[0].row(r)).collect::<Vec<_>>(),
+            [3, 0, 0]
+        );
     }
 
     #[test]
