@@ -107,8 +107,26 @@ fn canonical_type(ty: &DataType) -> DataType {
     }
 }
 
+/// Bytes gathered before they go to SHA-256 in one call: a value is hashed
+/// as two or three pieces of a few bytes each, and one `update` a piece
+/// cost more than the hashing itself.
+const HASH_CHUNK: usize = 64 * 1024;
+
 fn hash_column(hasher: &mut Sha256, column: &ArrayRef) -> anyhow::Result<()> {
-    encode_column(column, &mut |_, bytes| hasher.update(bytes))
+    let mut chunk = Vec::with_capacity(HASH_CHUNK);
+    encode_column(column, &mut |_, bytes| {
+        if chunk.len() + bytes.len() > HASH_CHUNK {
+            hasher.update(&chunk);
+            chunk.clear();
+        }
+        if bytes.len() > HASH_CHUNK {
+            hasher.update(bytes);
+        } else {
+            chunk.extend_from_slice(bytes);
+        }
+    })?;
+    hasher.update(&chunk);
+    Ok(())
 }
 
 /// A digest of each row of `batch`: SHA-256 over its values, each encoded as
@@ -517,6 +535,50 @@ mod tests {
             digest(&[batch(vec![Some("ab"), Some("c")], vec![None, None])]),
             digest(&[batch(vec![Some("a"), Some("bc")], vec![None, None])])
         );
+    }
+
+    #[test]
+    fn the_digest_is_the_documented_encoding_whatever_the_value_sizes() {
+        // Values smaller and larger than the chunk gathered for SHA-256,
+        // and enough of them to cross its boundary.
+        let big = "x".repeat(HASH_CHUNK + 7);
+        let ids: Vec<Option<&str>> = vec![Some("a"), None, Some(&big), Some("bc")]
+            .into_iter()
+            .cycle()
+            .take(4 * 3)
+            .collect();
+        let ns: Vec<Option<i64>> = (0..12).map(|i| (i % 5 != 0).then_some(i - 3)).collect();
+        let mut id_bytes = Vec::new();
+        for id in &ids {
+            match id {
+                Some(v) => {
+                    id_bytes.push(1u8);
+                    id_bytes.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    id_bytes.extend_from_slice(v.as_bytes());
+                }
+                None => id_bytes.push(0),
+            }
+        }
+        let mut n_bytes = Vec::new();
+        for n in &ns {
+            match n {
+                Some(v) => {
+                    n_bytes.push(1u8);
+                    n_bytes.extend_from_slice(&v.to_le_bytes());
+                }
+                None => n_bytes.push(0),
+            }
+        }
+        let mut all = Sha256::new();
+        all.update(12u64.to_le_bytes());
+        for (name, ty, bytes) in [("id", "Utf8", &id_bytes), ("n", "Int64", &n_bytes)] {
+            for part in [name, ty] {
+                all.update((part.len() as u64).to_le_bytes());
+                all.update(part.as_bytes());
+            }
+            all.update(Sha256::digest(bytes));
+        }
+        assert_eq!(digest(&[batch(ids, ns)]), hex::encode(all.finalize()));
     }
 
     #[test]
