@@ -128,18 +128,39 @@ impl CodeFilterState {
                 .collect();
             self.last_dictionary = Some(Arc::clone(values));
         }
-        let pass = &self.pass;
-        if keys.null_count() == 0 {
-            for (selected, key) in selected.iter_mut().zip(keys.values()) {
-                *selected &= pass[*key as usize];
-            }
-        } else {
-            let null = pass.len() - 1;
-            for (selected, key) in selected.iter_mut().zip(keys.iter()) {
-                *selected &= pass[key.map_or(null, |k| k as usize)];
-            }
-        }
+        narrow(&self.pass, keys, selected);
         Ok(())
+    }
+}
+
+/// Narrows `selected` to the rows whose code passes: `pass[code]`, and the
+/// last entry of `pass` for a null row.
+///
+/// Rows are looked up by their code alone, whatever their validity: a code
+/// under a null is undefined (the Parquet reader pads it with 0, and a page
+/// of nulls has an empty dictionary), so each is clamped into `pass`, and the
+/// null rows are answered afterwards, walking the validity words. Iterating
+/// codes as `Option`s cost ~4 ns a row, a fifth of a month's filtered count.
+fn narrow(pass: &[bool], keys: &Int32Array, selected: &mut [bool]) {
+    let null = pass.len() - 1;
+    let nulls = keys.nulls().filter(|n| n.null_count() > 0);
+    if nulls.is_some() && pass[null] {
+        // A filter that keeps nulls (`IS NULL`): a null row's code must not
+        // narrow it first.
+        for (selected, key) in selected.iter_mut().zip(keys.iter()) {
+            *selected &= pass[key.map_or(null, |k| (k as usize).min(null))];
+        }
+        return;
+    }
+    for (selected, key) in selected.iter_mut().zip(keys.values()) {
+        // A negative code wraps to a huge index, clamped like the rest.
+        *selected &= pass[(*key as usize).min(null)];
+    }
+    if let Some(nulls) = nulls {
+        // Null rows fail (`pass[null]` is false here).
+        for row in (!nulls.inner()).set_indices() {
+            selected[row] = false;
+        }
     }
 }
 
@@ -161,4 +182,62 @@ pub(super) fn select(
         filter.apply(dictionary.keys(), dictionary.values(), &mut selected)?;
     }
     Ok(Some(selected))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
+
+    use super::*;
+
+    /// Codes 0, 1, null, 2, null: the null slots hold an out-of-range and a
+    /// negative code, as a reader may leave there.
+    fn codes() -> Int32Array {
+        Int32Array::new(
+            ScalarBuffer::from(vec![0, 1, 7, 2, -3]),
+            Some(NullBuffer::from(vec![true, true, false, true, false])),
+        )
+    }
+
+    #[test]
+    fn a_row_passes_by_its_code_and_a_null_row_by_the_last_answer() {
+        let mut selected = vec![true; 5];
+        narrow(&[true, false, true, false], &codes(), &mut selected);
+        assert_eq!(selected, [true, false, false, true, false]);
+
+        // `IS NULL`: only the null rows pass, whatever code they hold.
+        let mut selected = vec![true; 5];
+        narrow(&[false, false, false, true], &codes(), &mut selected);
+        assert_eq!(selected, [false, false, true, false, true]);
+    }
+
+    #[test]
+    fn a_row_another_filter_dropped_stays_dropped() {
+        let mut selected = vec![false, true, true, true, true];
+        narrow(&[true, true, true, true], &codes(), &mut selected);
+        assert_eq!(selected, [false, true, true, true, true]);
+        let mut selected = vec![true, true, false, true, true];
+        narrow(&[true, true, true, true], &codes(), &mut selected);
+        assert_eq!(selected, [true, true, false, true, true]);
+    }
+
+    #[test]
+    fn a_slice_answers_for_its_own_rows() {
+        // Rows 2.. of the codes: null, 2, null.
+        let sliced = codes().slice(2, 3);
+        let mut selected = vec![true; 3];
+        narrow(&[true, true, true, false], &sliced, &mut selected);
+        assert_eq!(selected, [false, true, false]);
+    }
+
+    #[test]
+    fn a_page_of_nulls_with_an_empty_dictionary_keeps_nothing() {
+        let codes = Int32Array::new(
+            ScalarBuffer::from(vec![0, 0, 0]),
+            Some(NullBuffer::new_null(3)),
+        );
+        let mut selected = vec![true; 3];
+        narrow(&[false], &codes, &mut selected);
+        assert_eq!(selected, [false, false, false]);
+    }
 }
