@@ -25,7 +25,7 @@ use anyhow::Context;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::{SortOptions, interleave_record_batch};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
 use datafusion::arrow::ipc::convert::fb_to_schema;
 use datafusion::arrow::ipc::reader::{FileDecoder, read_footer_length};
@@ -35,6 +35,7 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReser
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
+use super::gather::gather;
 use super::stage::{ENTRY_COLUMN, StagedPart, archive_of};
 use crate::table::TableSpec;
 
@@ -83,6 +84,7 @@ pub fn sort_new_month(
         .iter()
         .map(|b| b.project(&(0..width).collect::<Vec<_>>()))
         .collect::<Result<Vec<_>, _>>()?;
+    // 4 bytes a row, inside the reservation the sort's scratch held.
     let text = text_lengths(&table_batches);
     let limits = BatchLimits {
         rows: batch_size.max(1),
@@ -96,11 +98,8 @@ pub fn sort_new_month(
         if next == order.len() {
             return std::task::Poll::Ready(None);
         }
-        let end = limits.end(&order, next, |(b, r)| text[b].row(r));
-        let refs: Vec<&RecordBatch> = table_batches.iter().collect();
-        let gathered = interleave_record_batch(&refs, &order[next..end]).and_then(|batch| {
-            RecordBatch::try_new(gather_schema.clone(), batch.columns().to_vec())
-        });
+        let end = limits.end(&order, next, |(b, r)| text[b][r] as usize);
+        let gathered = gather(gather_schema.clone(), &table_batches, &order[next..end]);
         next = end;
         std::task::Poll::Ready(Some(gathered.map_err(Into::into)))
     });
@@ -143,34 +142,27 @@ impl BatchLimits {
     }
 }
 
-/// The text bytes of each row of a batch: its string and binary columns'
-/// offsets.
-struct TextLengths(Vec<OffsetBuffer<i32>>);
-
-impl TextLengths {
-    fn row(&self, row: usize) -> usize {
-        self.0
-            .iter()
-            .map(|offsets| (offsets[row + 1] - offsets[row]) as usize)
-            .sum()
-    }
-}
-
-fn text_lengths(batches: &[RecordBatch]) -> Vec<TextLengths> {
+/// The text bytes of each row of each batch (its string and binary columns'
+/// values), counted in one pass down each column's offsets: the order visits
+/// rows at random, and reading a dozen offset buffers per row there cost ~3%
+/// of a conversion's CPU in cache misses. Saturates, which only ever means
+/// "over the limit".
+fn text_lengths(batches: &[RecordBatch]) -> Vec<Vec<u32>> {
     batches
         .iter()
         .map(|batch| {
-            TextLengths(
-                batch
-                    .columns()
-                    .iter()
-                    .filter_map(|column| match column.data_type() {
-                        DataType::Utf8 => Some(column.as_string::<i32>().offsets().clone()),
-                        DataType::Binary => Some(column.as_binary::<i32>().offsets().clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            )
+            let mut lengths = vec![0u32; batch.num_rows()];
+            for column in batch.columns() {
+                let offsets: &OffsetBuffer<i32> = match column.data_type() {
+                    DataType::Utf8 => column.as_string::<i32>().offsets(),
+                    DataType::Binary => column.as_binary::<i32>().offsets(),
+                    _ => continue,
+                };
+                for (length, pair) in lengths.iter_mut().zip(offsets.windows(2)) {
+                    *length = length.saturating_add((pair[1] - pair[0]) as u32);
+                }
+            }
+            lengths
         })
         .collect()
 }
@@ -437,15 +429,20 @@ mod tests {
         };
         assert_eq!(rows_only.end(&order, 0, text), 4);
         assert_eq!(rows_only.end(&order, 4, text), 6);
-        let lengths = text_lengths(&[RecordBatch::try_from_iter([(
-            "s",
-            Arc::new(StringArray::from(vec![Some("abc"), None, Some("")])) as _,
-        )])
-        .unwrap()]);
-        assert_eq!(
-            (0..3).map(|r| lengths[0].row(r)).collect::<Vec<_>>(),
-            [3, 0, 0]
-        );
+        let lengths = text_lengths(&[RecordBatch::try_from_iter([
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("abc"), None, Some("")])) as _,
+            ),
+            ("n", Arc::new(UInt64Array::from(vec![7, 8, 9])) as _),
+            (
+                "t",
+                Arc::new(StringArray::from(vec![Some("de"), Some("f"), None])) as _,
+            ),
+        ])
+        .unwrap()
+        .slice(1, 2)]);
+        assert_eq!(lengths, [vec![1, 0]]);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! bounds the temporary disk used and the key hashes held in memory.
 
 pub(crate) mod discover;
+mod gather;
 mod journal;
 mod key_sort;
 pub(crate) mod merge;
