@@ -13,7 +13,7 @@
 
 use datafusion::arrow::array::{Array, AsArray, GenericByteArray, RecordBatch};
 use datafusion::arrow::compute::interleave;
-use datafusion::arrow::datatypes::{ByteArrayType, DataType, SchemaRef};
+use datafusion::arrow::datatypes::{BinaryType, ByteArrayType, DataType, SchemaRef, Utf8Type};
 use datafusion::arrow::error::ArrowError;
 
 /// The rows `indices` (batch, row) of `batches`, in that order, as one batch
@@ -27,20 +27,8 @@ pub fn gather(
     for c in 0..schema.fields().len() {
         let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
         match arrays.first().map(|a| a.data_type()) {
-            Some(DataType::Utf8) => prefetch_values(
-                &arrays
-                    .iter()
-                    .map(|a| a.as_string::<i32>())
-                    .collect::<Vec<_>>(),
-                indices,
-            ),
-            Some(DataType::Binary) => prefetch_values(
-                &arrays
-                    .iter()
-                    .map(|a| a.as_binary::<i32>())
-                    .collect::<Vec<_>>(),
-                indices,
-            ),
+            Some(DataType::Utf8) => prefetch_values::<Utf8Type>(&arrays, indices),
+            Some(DataType::Binary) => prefetch_values::<BinaryType>(&arrays, indices),
             _ => {}
         }
         columns.push(interleave(&arrays, indices)?);
@@ -52,9 +40,17 @@ pub fn gather(
 /// gather is about to copy (values are a few dozen bytes to a few KB: the
 /// lines between follow as the copy streams through them).
 fn prefetch_values<T: ByteArrayType<Offset = i32>>(
-    arrays: &[&GenericByteArray<T>],
+    arrays: &[&dyn Array],
     indices: &[(usize, usize)],
 ) {
+    // Batches of another type are `interleave`'s error to report.
+    let Some(arrays) = arrays
+        .iter()
+        .map(|a| a.as_bytes_opt::<T>())
+        .collect::<Option<Vec<&GenericByteArray<T>>>>()
+    else {
+        return;
+    };
     for &(batch, row) in indices {
         let array = arrays[batch];
         let offsets = array.value_offsets();
