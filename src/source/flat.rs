@@ -17,7 +17,7 @@ use super::entry::{
 };
 use super::scan::{Entry, Member, Value};
 use crate::table::{TimeBuilder, time_builder, time_data_type};
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 /// What a column holds.
@@ -122,10 +122,13 @@ pub struct FlatBatchBuilder {
     key_column: usize,
     time_column: usize,
     len: usize,
-    /// The columns found for the n-th top-level member, and for the n-th
-    /// member of a nested object, of the previous entry: entries of one
-    /// archive list their members in one order, so one comparison usually
-    /// finds the column.
+    /// The column found for the n-th top-level member of the previous
+    /// entry, and for the k-th field of the nested object whose first column
+    /// is c (at `c + k`): entries of one archive list their members in one
+    /// order, so one comparison usually finds the column. Nested fields are
+    /// counted within their object, so an entry whose `app` is null does not
+    /// shift the guesses of the objects after it. Fixed size: a member past
+    /// the end gets no guess.
     guesses: [Vec<Option<usize>>; 2],
     /// For each column, the first column fed by the same top-level member:
     /// nested lookups compare this number instead of the member's name.
@@ -152,7 +155,10 @@ impl FlatBatchBuilder {
             key_column: layout.position(Kind::Key),
             time_column: layout.position(Kind::Time),
             len: 0,
-            guesses: [Vec::new(), Vec::new()],
+            guesses: [
+                vec![None; 2 * layout.columns.len()],
+                vec![None; 2 * layout.columns.len()],
+            ],
             member_of: layout
                 .columns
                 .iter()
@@ -178,7 +184,6 @@ impl FlatBatchBuilder {
         let mut key_member = None;
         let mut time_member = None;
         self.extra.clear();
-        let mut nth = [0, 0];
         let shadowed = shadowed_members(&entry.members);
         for (index, member) in entry.members.iter().enumerate() {
             let key = member.key.as_ref();
@@ -189,7 +194,7 @@ impl FlatBatchBuilder {
                 self.extra.push(key, &member.compact());
                 continue;
             }
-            let found = self.find_column(&mut nth, Lookup::Member(key));
+            let found = self.find_column(index, Lookup::Member(key));
             let Some((first, column)) = found.map(|i| (i, &columns[i])) else {
                 self.extra.push(key, &member.compact());
                 continue;
@@ -205,7 +210,7 @@ impl FlatBatchBuilder {
                 }
                 continue;
             }
-            if !self.flatten(entry, member, first, &mut values, &mut nth) {
+            if !self.flatten(entry, member, first, &mut values) {
                 self.extra.push(key, &member.compact());
             }
         }
@@ -239,7 +244,6 @@ impl FlatBatchBuilder {
         member: &'a Member<'_>,
         first: usize,
         values: &mut [Option<Cow<'a, str>>],
-        nth: &mut [usize; 2],
     ) -> bool {
         let object = match &member.value {
             Value::Null => return true,
@@ -247,8 +251,8 @@ impl FlatBatchBuilder {
             _ => return false,
         };
         let mut canonical = true;
-        for field in object {
-            let Some(i) = self.find_column(nth, Lookup::Field(first, &field.key)) else {
+        for (k, field) in object.iter().enumerate() {
+            let Some(i) = self.find_column(first + k, Lookup::Field(first, &field.key)) else {
                 canonical = false;
                 continue;
             };
@@ -269,8 +273,8 @@ impl FlatBatchBuilder {
 
     /// The column a member or nested field feeds (for a top-level member,
     /// the first of its columns), trying the previous entry's answer for the
-    /// same ordinal first; advances the ordinal.
-    fn find_column(&mut self, nth: &mut [usize; 2], lookup: Lookup<'_>) -> Option<usize> {
+    /// same `slot` first (see `guesses`).
+    fn find_column(&mut self, slot: usize, lookup: Lookup<'_>) -> Option<usize> {
         let columns = self.layout.columns;
         let member_of = &self.member_of;
         let matches = |i: usize| match lookup {
@@ -279,39 +283,55 @@ impl FlatBatchBuilder {
                 member_of[i] == first && columns[i].field.is_some_and(|f| same(f, name))
             }
         };
-        let which = usize::from(matches!(lookup, Lookup::Field(..)));
-        let n = nth[which];
-        nth[which] += 1;
-        let guesses = &mut self.guesses[which];
+        let guesses = &mut self.guesses[usize::from(matches!(lookup, Lookup::Field(..)))];
         // Top-level guesses are always first matches, so a match is the answer.
-        if let Some(Some(guess)) = guesses.get(n).copied()
+        if let Some(Some(guess)) = guesses.get(slot).copied()
             && matches(guess)
         {
             return Some(guess);
         }
         let found = (0..columns.len()).find(|&i| matches(i));
-        if n < guesses.len() {
-            guesses[n] = found;
-        } else if n == guesses.len() {
-            guesses.push(found);
+        if let Some(guess) = guesses.get_mut(slot) {
+            *guess = found;
         }
         found
     }
 
     /// Takes the rows built so far as a batch.
+    ///
+    /// Arrow's builders start again from empty buffers after `finish`, and
+    /// growing a column by doubling copies it about once more: each builder
+    /// is given the room of the batch it just built, and an eighth more.
     pub fn finish(&mut self) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 1);
+        let rows = with_headroom(self.len);
         for builder in &mut self.builders {
             columns.push(match builder {
-                ColumnBuilder::Text(b) => Arc::new(b.finish()),
-                ColumnBuilder::Time(b) => Arc::new(b.finish()),
+                ColumnBuilder::Text(b) => Arc::new(finish_text(b, rows)),
+                ColumnBuilder::Time(b) => {
+                    let array = b.finish();
+                    *b = time_builder(rows);
+                    Arc::new(array)
+                }
             });
         }
-        columns.push(Arc::new(self.extra_builder.finish()));
+        columns.push(Arc::new(finish_text(&mut self.extra_builder, rows)));
         self.len = 0;
         RecordBatch::try_new(self.schema.clone(), columns)
             .expect("builder columns match the schema")
     }
+}
+
+/// Finishes a text column and leaves its builder room for a batch like it.
+fn finish_text(builder: &mut StringBuilder, rows: usize) -> StringArray {
+    let array = builder.finish();
+    *builder = StringBuilder::with_capacity(rows, with_headroom(array.value_data().len()));
+    array
+}
+
+/// A size and an eighth more.
+fn with_headroom(n: usize) -> usize {
+    n + n / 8
 }
 
 /// What [`FlatBatchBuilder::find_column`] looks for.

@@ -272,4 +272,60 @@ mod tests {
             r#"required field "id" is a number, expected a non-empty string"#
         );
     }
+
+    /// Entries whose members change shape and order between rows (a null
+    /// `app`, fields swapped, an unknown field) each land in their own
+    /// columns, whatever the previous entry's guesses were, and a second
+    /// batch from the same builder starts clean.
+    #[test]
+    fn entries_of_changing_shapes_fill_the_right_columns() {
+        let rows = [
+            r#"{"id":"e1","actor":{"id":"u1","email":"a@x"},"app":{"id":"a1","name":"web"},
+                "team":{"id":"t1","name":"core"},"created_at":"2024-03-05T12:34:56Z"}"#,
+            r#"{"id":"e2","actor":{"email":"b@x","id":"u2"},"app":null,
+                "team":{"name":"pay","id":"t2"},"created_at":"2024-03-05T12:34:57Z"}"#,
+            r#"{"id":"e3","app":{"name":"api","id":"a3","region":"eu"},"actor":{"id":"u3"},
+                "created_at":"2024-03-05T12:34:58Z","team":{"id":"t3","name":"ops"}}"#,
+        ];
+        let mut builder = batch_builder(0);
+        let mut batches = Vec::new();
+        for chunk in [&rows[..], &rows[1..2]] {
+            for row in chunk {
+                builder
+                    .append(&parse_entry(row.as_bytes()).unwrap().unwrap())
+                    .unwrap();
+            }
+            batches.push(builder.finish());
+        }
+        let column = |b: &RecordBatch, name: &str| -> Vec<Option<String>> {
+            (0..b.num_rows()).map(|row| text(b, name, row)).collect()
+        };
+        let some = |v: &[&str]| -> Vec<Option<String>> {
+            v.iter()
+                .map(|s| (!s.is_empty()).then(|| s.to_string()))
+                .collect()
+        };
+        let first = &batches[0];
+        assert_eq!(column(first, "id"), some(&["e1", "e2", "e3"]));
+        assert_eq!(column(first, "actor_id"), some(&["u1", "u2", "u3"]));
+        assert_eq!(column(first, "actor_email"), some(&["a@x", "b@x", ""]));
+        assert_eq!(column(first, "app_id"), some(&["a1", "", "a3"]));
+        assert_eq!(column(first, "app_name"), some(&["web", "", "api"]));
+        assert_eq!(column(first, "team_id"), some(&["t1", "t2", "t3"]));
+        assert_eq!(column(first, "team_name"), some(&["core", "pay", "ops"]));
+        // Only the unknown field makes an object the columns cannot rebuild.
+        assert_eq!(
+            column(first, "extra"),
+            vec![
+                None,
+                None,
+                Some(r#"{"app":{"name":"api","id":"a3","region":"eu"}}"#.to_string())
+            ]
+        );
+        let second = &batches[1];
+        assert_eq!(column(second, "id"), some(&["e2"]));
+        assert_eq!(column(second, "actor_email"), some(&["b@x"]));
+        assert_eq!(column(second, "team_name"), some(&["pay"]));
+        assert_eq!(column(second, "app_name"), some(&[""]));
+    }
 }
