@@ -112,18 +112,25 @@ fn canonical_type(ty: &DataType) -> DataType {
 /// cost more than the hashing itself.
 const HASH_CHUNK: usize = 64 * 1024;
 
+/// A piece at least this long goes to SHA-256 as it is, after what was
+/// gathered before it: copying it into the chunk would cost more than the
+/// call it saves.
+const HASH_DIRECT: usize = 256;
+
 fn hash_column(hasher: &mut Sha256, column: &ArrayRef) -> anyhow::Result<()> {
     let mut chunk = Vec::with_capacity(HASH_CHUNK);
     encode_column(column, &mut |_, bytes| {
+        if bytes.len() >= HASH_DIRECT {
+            hasher.update(&chunk);
+            chunk.clear();
+            hasher.update(bytes);
+            return;
+        }
         if chunk.len() + bytes.len() > HASH_CHUNK {
             hasher.update(&chunk);
             chunk.clear();
         }
-        if bytes.len() > HASH_CHUNK {
-            hasher.update(bytes);
-        } else {
-            chunk.extend_from_slice(bytes);
-        }
+        chunk.extend_from_slice(bytes);
     })?;
     hasher.update(&chunk);
     Ok(())
@@ -544,13 +551,21 @@ mod tests {
     #[test]
     fn the_digest_is_the_documented_encoding_whatever_the_value_sizes() {
         // Values smaller and larger than the chunk gathered for SHA-256,
-        // and enough of them to cross its boundary.
+        // and enough of them to cross its boundary; values hashed directly.
         let big = "x".repeat(HASH_CHUNK + 7);
-        let ids: Vec<Option<&str>> = vec![Some("a"), None, Some(&big), Some("bc")]
-            .into_iter()
-            .cycle()
-            .take(4 * 3)
-            .collect();
+        let direct = "y".repeat(HASH_DIRECT);
+        let ids: Vec<Option<&str>> = [
+            Some("a"),
+            None,
+            Some(&big),
+            Some("bc"),
+            Some(&direct),
+            Some("d"),
+        ]
+        .into_iter()
+        .cycle()
+        .take(12)
+        .collect();
         let ns: Vec<Option<i64>> = (0..12).map(|i| (i % 5 != 0).then_some(i - 3)).collect();
         let mut id_bytes = Vec::new();
         for id in &ids {
