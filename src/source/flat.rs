@@ -124,11 +124,11 @@ pub struct FlatBatchBuilder {
     len: usize,
     /// The column found for the n-th top-level member of the previous
     /// entry, and for the k-th field of the nested object whose first column
-    /// is c (at `c + k`): entries of one archive list their members in one
-    /// order, so one comparison usually finds the column. Nested fields are
-    /// counted within their object, so an entry whose `app` is null does not
-    /// shift the guesses of the objects after it. Fixed size: a member past
-    /// the end gets no guess.
+    /// is c (at `c + k`, while that is one of the object's columns): entries
+    /// of one archive list their members in one order, so one comparison
+    /// usually finds the column. Nested fields are counted within their
+    /// object, so an entry whose `app` is null does not shift the guesses of
+    /// the objects after it. Fixed size: a member past the end gets no guess.
     guesses: [Vec<Option<usize>>; 2],
     /// For each column, the first column fed by the same top-level member:
     /// nested lookups compare this number instead of the member's name.
@@ -157,7 +157,7 @@ impl FlatBatchBuilder {
             len: 0,
             guesses: [
                 vec![None; 2 * layout.columns.len()],
-                vec![None; 2 * layout.columns.len()],
+                vec![None; layout.columns.len()],
             ],
             member_of: layout
                 .columns
@@ -283,15 +283,23 @@ impl FlatBatchBuilder {
                 member_of[i] == first && columns[i].field.is_some_and(|f| same(f, name))
             }
         };
-        let guesses = &mut self.guesses[usize::from(matches!(lookup, Lookup::Field(..)))];
+        // A field past its object's own columns has no slot: it would take
+        // the next object's.
+        let (guesses, slot) = match lookup {
+            Lookup::Member(_) => (&mut self.guesses[0], Some(slot)),
+            Lookup::Field(first, _) => (
+                &mut self.guesses[1],
+                (member_of.get(slot) == Some(&first)).then_some(slot),
+            ),
+        };
         // Top-level guesses are always first matches, so a match is the answer.
-        if let Some(Some(guess)) = guesses.get(slot).copied()
+        if let Some(Some(guess)) = slot.and_then(|slot| guesses.get(slot)).copied()
             && matches(guess)
         {
             return Some(guess);
         }
         let found = (0..columns.len()).find(|&i| matches(i));
-        if let Some(guess) = guesses.get_mut(slot) {
+        if let Some(guess) = slot.and_then(|slot| guesses.get_mut(slot)) {
             *guess = found;
         }
         found
