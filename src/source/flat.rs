@@ -123,13 +123,15 @@ pub struct FlatBatchBuilder {
     time_column: usize,
     len: usize,
     /// The column found for the n-th top-level member of the previous
-    /// entry, and for the k-th field of the nested object whose first column
-    /// is c (at `c + k`, while that is one of the object's columns): entries
-    /// of one archive list their members in one order, so one comparison
-    /// usually finds the column. Nested fields are counted within their
-    /// object, so an entry whose `app` is null does not shift the guesses of
-    /// the objects after it. Fixed size: a member past the end gets no guess.
-    guesses: [Vec<Option<usize>>; 2],
+    /// entry: entries of one archive list their members in one order, so one
+    /// comparison usually finds the column. Fixed size: a member past the end
+    /// gets no guess.
+    member_guesses: Vec<Option<usize>>,
+    /// The column found for the k-th field of the nested object whose first
+    /// column is c, at `c + k` while that is one of the object's columns.
+    /// Counted within their object, so an entry whose `app` is null does not
+    /// shift the guesses of the objects after it.
+    field_guesses: Vec<Option<usize>>,
     /// For each column, the first column fed by the same top-level member:
     /// nested lookups compare this number instead of the member's name.
     member_of: Vec<usize>,
@@ -155,10 +157,8 @@ impl FlatBatchBuilder {
             key_column: layout.position(Kind::Key),
             time_column: layout.position(Kind::Time),
             len: 0,
-            guesses: [
-                vec![None; 2 * layout.columns.len()],
-                vec![None; layout.columns.len()],
-            ],
+            member_guesses: vec![None; 2 * layout.columns.len()],
+            field_guesses: vec![None; layout.columns.len()],
             member_of: layout
                 .columns
                 .iter()
@@ -273,7 +273,7 @@ impl FlatBatchBuilder {
 
     /// The column a member or nested field feeds (for a top-level member,
     /// the first of its columns), trying the previous entry's answer for the
-    /// same `slot` first (see `guesses`).
+    /// same `slot` first (see `member_guesses` and `field_guesses`).
     fn find_column(&mut self, slot: usize, lookup: Lookup<'_>) -> Option<usize> {
         let columns = self.layout.columns;
         let member_of = &self.member_of;
@@ -286,9 +286,9 @@ impl FlatBatchBuilder {
         // A field past its object's own columns has no slot: it would take
         // the next object's.
         let (guesses, slot) = match lookup {
-            Lookup::Member(_) => (&mut self.guesses[0], Some(slot)),
+            Lookup::Member(_) => (&mut self.member_guesses, Some(slot)),
             Lookup::Field(first, _) => (
-                &mut self.guesses[1],
+                &mut self.field_guesses,
                 (member_of.get(slot) == Some(&first)).then_some(slot),
             ),
         };
