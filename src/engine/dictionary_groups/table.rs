@@ -235,12 +235,23 @@ impl GroupTable {
             .iter()
             .try_fold(1usize, |p, r| p.checked_mul(*r))
             .filter(|p| *p <= LOCAL_GROUPS);
-        let mut group = vec![0u32; rows];
+        let mut group: Vec<u32>;
         match product {
             // Few combinations of codes: each row's combination indexes the
             // groups of this batch's dictionaries directly; a combination
             // gets its group (through the value ids) when first seen.
             Some(product) => {
+                if self.local_groups.len() != product {
+                    self.local_groups.clear();
+                    self.local_groups.resize(product, NO_GROUP);
+                }
+                // No dictionary column among the groups (a filtered count
+                // without GROUP BY, or by partition only): every row is in
+                // the one combination, and only the passing rows are counted.
+                if product == 1 {
+                    let n = selected.map_or(rows, |s| s.iter().filter(|s| **s).count());
+                    return self.add_combinations(&columns, &radix, &[n as u64], counts);
+                }
                 let mut local = vec![0u32; rows];
                 for (codes, radix) in columns.iter().zip(&radix) {
                     if let Codes::Keys(keys) = codes {
@@ -270,15 +281,12 @@ impl GroupTable {
                         }
                     }
                 }
-                if self.local_groups.len() != product {
-                    self.local_groups.clear();
-                    self.local_groups.resize(product, NO_GROUP);
-                }
                 // Fewer combinations than rows: count the rows of each
                 // combination first, then give each its group once.
                 if product <= rows {
                     return self.add_histogram(&columns, &radix, &local, selected, counts);
                 }
+                group = vec![0u32; rows];
                 let mut ids = vec![0u32; columns.len()];
                 for (r, (g, l)) in group.iter_mut().zip(&local).enumerate() {
                     if selected.is_some_and(|s| !s[r]) {
@@ -301,6 +309,7 @@ impl GroupTable {
             }
             // Too many: each row's value ids, folded level by level.
             None => {
+                group = vec![0u32; rows];
                 let mut ids = vec![0u32; columns.len()];
                 for (r, g) in group.iter_mut().enumerate() {
                     if selected.is_some_and(|s| !s[r]) {
@@ -365,11 +374,26 @@ impl GroupTable {
                 .enumerate()
                 .for_each(|(r, (l, s))| count(r, *l, u32::from(*s))),
         }
-        let rows_of = lanes.chunks_exact(LANES).map(|c| c.iter().sum::<u32>());
+        let rows_of: Vec<u64> = lanes
+            .chunks_exact(LANES)
+            .map(|c| c.iter().map(|n| u64::from(*n)).sum())
+            .collect();
+        self.add_combinations(columns, radix, &rows_of, counts)
+    }
+
+    /// Adds `rows_of[l]` rows to the group of each combination of codes `l`
+    /// (an index of `local_groups`) met.
+    fn add_combinations(
+        &mut self,
+        columns: &[Codes],
+        radix: &[usize],
+        rows_of: &[u64],
+        counts: &[Count],
+    ) -> Result<()> {
         let mut met = Vec::new();
         let mut ids = vec![0u32; columns.len()];
         let mut codes = vec![0usize; columns.len()];
-        for (l, n) in rows_of.enumerate().filter(|(_, n)| *n > 0) {
+        for (l, n) in rows_of.iter().enumerate().filter(|(_, n)| **n > 0) {
             let mut rest = l;
             for c in (0..columns.len()).rev() {
                 codes[c] = rest % radix[c];
@@ -383,7 +407,7 @@ impl GroupTable {
                 group = self.group_of(&ids);
                 self.local_groups[l] = group;
             }
-            met.push((group, i64::from(n), codes.clone()));
+            met.push((group, *n as i64, codes.clone()));
         }
         let reached = self.len();
         for (totals, count) in self.counts.iter_mut().zip(counts) {
