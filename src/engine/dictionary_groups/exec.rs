@@ -9,7 +9,7 @@ use datafusion::common::DataFusionError;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
-    CachedParquetFileReaderFactory, ParquetFileReaderFactory,
+    CachedParquetFileReaderFactory, ParquetFileMetrics, ParquetFileReaderFactory,
 };
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
@@ -31,6 +31,7 @@ use futures::StreamExt;
 
 use super::Counting;
 use super::filter::{CodeFilterState, select};
+use super::prune;
 use super::table::GroupTable;
 #[cfg(test)]
 use super::{Count, GroupSource};
@@ -227,8 +228,11 @@ impl Job {
         let mut reader: Box<dyn AsyncFileReader> =
             self.readers
                 .create_reader(self.partition, file.clone(), None, &self.metrics)?;
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Skip);
+        // The page index too: it narrows a filter on the sort columns to
+        // their pages.
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let metadata = ArrowReaderMetadata::load_async(&mut reader, options.clone()).await?;
+        let file_schema = Arc::clone(metadata.schema());
         let wanted = self.counting.columns_to_read();
         let fields: Vec<Arc<Field>> = metadata
             .schema()
@@ -267,29 +271,26 @@ impl Job {
             }
         }
         let mask = ProjectionMask::columns(parquet.file_metadata().schema_descr(), wanted);
-        // The row groups this byte range holds, as DataFusion's scan chooses
-        // them: by the offset of each row group's first page.
-        let row_groups: Vec<usize> = parquet
-            .row_groups()
-            .iter()
-            .enumerate()
-            .filter(|(_, rg)| {
-                file.range.as_ref().is_none_or(|range| {
-                    let first = rg.column(0);
-                    range.contains(
-                        first
-                            .dictionary_page_offset()
-                            .unwrap_or_else(|| first.data_page_offset()),
-                    )
-                })
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
+        let file_metrics = ParquetFileMetrics::new(
+            self.partition,
+            file.object_meta.location.as_ref(),
+            &self.metrics,
+        );
+        let access = prune::access(
+            &self.counting.filters,
+            file,
+            &file_schema,
+            parquet,
+            &file_metrics,
+        )?;
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
             .with_projection(mask)
-            .with_row_groups(row_groups)
-            .with_batch_size(self.batch_size)
-            .build()?;
+            .with_row_groups(access.row_groups)
+            .with_batch_size(self.batch_size);
+        if let Some(selection) = access.selection {
+            builder = builder.with_row_selection(selection);
+        }
+        let stream = builder.build()?;
         Ok(stream.map(|b| b.map_err(DataFusionError::from)))
     }
 }

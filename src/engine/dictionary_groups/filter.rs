@@ -8,7 +8,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::common::DataFusionError;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
@@ -67,12 +67,32 @@ pub(super) fn evaluable_per_value(expr: &Arc<dyn PhysicalExpr>) -> bool {
     per_value
 }
 
+/// `expr` with each column at the index `index` gives its name.
+pub(super) fn with_columns_at(
+    expr: &Arc<dyn PhysicalExpr>,
+    index: impl Fn(&str) -> Result<usize>,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    Arc::clone(expr)
+        .transform(|e| {
+            Ok(match e.downcast_ref::<Column>() {
+                Some(c) => Transformed::yes(
+                    Arc::new(Column::new(c.name(), index(c.name())?)) as Arc<dyn PhysicalExpr>
+                ),
+                None => Transformed::no(e),
+            })
+        })
+        .data()
+}
+
 /// A conjunct of the scan's filter on one dictionary column.
 #[derive(Clone, Debug)]
 pub(super) struct CodeFilter {
     pub(super) column: String,
     /// The conjunct, its column at index 0 of a one-column batch.
     pub(super) expr: Arc<dyn PhysicalExpr>,
+    /// The conjunct as the scan had it, over the table's columns: what
+    /// statistics and the page index are asked about.
+    pub(super) conjunct: Arc<dyn PhysicalExpr>,
     /// The column's type as the conjunct was planned for (the table's).
     pub(super) data_type: DataType,
 }

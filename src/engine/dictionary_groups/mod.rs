@@ -34,6 +34,7 @@
 
 mod exec;
 mod filter;
+mod prune;
 mod table;
 
 use std::collections::BTreeSet;
@@ -41,7 +42,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::FileSource;
 use datafusion::error::Result;
@@ -54,7 +54,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::counts_over_scan::{CountsOverScan, is_non_null_literal, replace_nodes};
 use crate::table::TableSpec;
 pub use exec::DictionaryGroupsExec;
-use filter::{CodeFilter, evaluable_per_value};
+use filter::{CodeFilter, evaluable_per_value, with_columns_at};
 
 /// The physical optimizer rule (see the module's doc), knowing which
 /// columns the lake's tables store as dictionaries.
@@ -244,20 +244,11 @@ impl DictionaryGroups {
                     return None;
                 }
                 // The conjunct over a batch of one column: the values.
-                let expr = Arc::clone(conjunct)
-                    .transform(|e| {
-                        Ok(match e.downcast_ref::<Column>() {
-                            Some(c) => Transformed::yes(
-                                Arc::new(Column::new(c.name(), 0)) as Arc<dyn PhysicalExpr>
-                            ),
-                            None => Transformed::no(e),
-                        })
-                    })
-                    .data()
-                    .ok()?;
+                let expr = with_columns_at(conjunct, |_| Ok(0)).ok()?;
                 Some(CodeFilter {
                     column: column.name().to_string(),
                     expr,
+                    conjunct: Arc::clone(conjunct),
                     data_type: field.data_type().clone(),
                 })
             })
