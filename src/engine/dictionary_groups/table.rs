@@ -105,6 +105,24 @@ pub(super) struct GroupTable {
 
 const NO_GROUP: u32 = u32::MAX;
 
+/// Counters a combination of codes has: consecutive rows count into
+/// different lanes, since rows of one combination in a row would otherwise
+/// each wait for the store of the one before.
+const LANES: usize = 4;
+
+/// The counter of row `r` of combination `l`.
+fn lane(r: usize, l: usize) -> usize {
+    l * LANES + r % LANES
+}
+
+/// The rows of each combination, its lanes summed.
+fn lane_totals(lanes: &[u32]) -> Vec<u64> {
+    lanes
+        .chunks_exact(LANES)
+        .map(|c| c.iter().map(|n| u64::from(*n)).sum())
+        .collect()
+}
+
 /// Combinations of codes beyond which rows are grouped through the value
 /// ids of each column (a hash lookup a column) rather than by a table
 /// indexed by their codes (4 bytes a combination).
@@ -252,6 +270,20 @@ impl GroupTable {
                     let n = selected.map_or(rows, |s| s.iter().filter(|s| **s).count());
                     return self.add_combinations(&columns, &radix, &[n as u64], counts);
                 }
+                // One dictionary column among them: its codes are the
+                // combinations.
+                let mut keyed = columns
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(c, codes)| match codes {
+                        Codes::Keys(keys) => Some((c, keys)),
+                        Codes::Constant(_) => None,
+                    });
+                if let (Some((c, keys)), None) = (keyed.next(), keyed.next())
+                    && product <= rows
+                {
+                    return self.add_codes(&columns, &radix, c, keys, selected, counts);
+                }
                 let mut local = vec![0u32; rows];
                 for (codes, radix) in columns.iter().zip(&radix) {
                     if let Codes::Keys(keys) = codes {
@@ -360,12 +392,8 @@ impl GroupTable {
         selected: Option<&[bool]>,
         counts: &[Count],
     ) -> Result<()> {
-        // Consecutive rows count into different lanes: rows of one
-        // combination in a row would otherwise each wait for the store of
-        // the one before.
-        const LANES: usize = 4;
         let mut lanes = vec![0u32; self.local_groups.len() * LANES];
-        let mut count = |r: usize, l: u32, n: u32| lanes[l as usize * LANES + r % LANES] += n;
+        let mut count = |r: usize, l: u32, n: u32| lanes[lane(r, l as usize)] += n;
         match selected {
             None => local.iter().enumerate().for_each(|(r, l)| count(r, *l, 1)),
             Some(selected) => local
@@ -374,11 +402,47 @@ impl GroupTable {
                 .enumerate()
                 .for_each(|(r, (l, s))| count(r, *l, u32::from(*s))),
         }
-        let rows_of: Vec<u64> = lanes
-            .chunks_exact(LANES)
-            .map(|c| c.iter().map(|n| u64::from(*n)).sum())
-            .collect();
-        self.add_combinations(columns, radix, &rows_of, counts)
+        self.add_combinations(columns, radix, &lane_totals(&lanes), counts)
+    }
+
+    /// As [`Self::add_histogram`] when column `c` is the only dictionary
+    /// column (the others constant, of radix 1): each row's code is its
+    /// combination, counted straight from the keys. A null row's key is
+    /// undefined (any code, or padding), so null rows are counted under the
+    /// code they hold, then moved to the null code.
+    fn add_codes(
+        &mut self,
+        columns: &[Codes],
+        radix: &[usize],
+        c: usize,
+        keys: &Int32Array,
+        selected: Option<&[bool]>,
+        counts: &[Count],
+    ) -> Result<()> {
+        let null = radix[c] - 1;
+        // A negative key wraps to a huge index, clamped like the rest.
+        let code = |k: i32| (k as usize).min(null);
+        let mut lanes = vec![0u32; self.local_groups.len() * LANES];
+        match selected {
+            None => {
+                for (r, k) in keys.values().iter().enumerate() {
+                    lanes[lane(r, code(*k))] += 1;
+                }
+            }
+            Some(selected) => {
+                for (r, (k, s)) in keys.values().iter().zip(selected).enumerate() {
+                    lanes[lane(r, code(*k))] += u32::from(*s);
+                }
+            }
+        }
+        if let Some(nulls) = keys.nulls().filter(|n| n.null_count() > 0) {
+            for r in (!nulls.inner()).set_indices() {
+                let n = selected.map_or(1, |s| u32::from(s[r]));
+                lanes[lane(r, code(keys.values()[r]))] -= n;
+                lanes[lane(r, null)] += n;
+            }
+        }
+        self.add_combinations(columns, radix, &lane_totals(&lanes), counts)
     }
 
     /// Adds `rows_of[l]` rows to the group of each combination of codes `l`
@@ -519,5 +583,81 @@ impl GroupTable {
             columns.push(Arc::new(Int64Array::from(counts)));
         }
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// Teams of six rows: payments, web, payments, null, web, null. The
+    /// null rows hold codes 2 (ops, which no row has) and 0 (payments).
+    fn teams() -> RecordBatch {
+        let keys = Int32Array::new(
+            ScalarBuffer::from(vec![0, 1, 0, 2, 1, 0]),
+            Some(NullBuffer::from(vec![true, true, true, false, true, false])),
+        );
+        let values = Arc::new(StringArray::from(vec!["payments", "web", "ops"]));
+        let teams = DictionaryArray::<Int32Type>::try_new(keys, values).unwrap();
+        let schema = Schema::new(vec![Field::new("team", teams.data_type().clone(), true)]);
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(teams)]).unwrap()
+    }
+
+    /// The table's groups as (team, rows, non-null teams), in group order.
+    fn counted(selected: Option<&[bool]>) -> Vec<(Option<String>, i64, i64)> {
+        let groups = [GroupSource::Dictionary("team".into())];
+        let counts = [Count::Rows, Count::NonNull(0)];
+        let mut table = GroupTable::new(&groups, counts.len());
+        table
+            .add(&teams(), &groups, &[], selected, &counts)
+            .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("team", DataType::Utf8View, true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("m", DataType::Int64, false),
+        ]));
+        let batch = table.emit(&schema, &groups).unwrap();
+        let team = batch.column(0).as_string_view();
+        let n = batch
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let m = batch
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        (0..batch.num_rows())
+            .map(|r| {
+                let name = team.is_valid(r).then(|| team.value(r).to_string());
+                (name, n.value(r), m.value(r))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn null_rows_count_as_null_whatever_code_they_hold() {
+        let mut groups = counted(None);
+        groups.sort();
+        assert_eq!(
+            groups,
+            [
+                (None, 2, 0),
+                (Some("payments".into()), 2, 2),
+                (Some("web".into()), 2, 2),
+            ]
+        );
+        // Rows 0, 3 and 4 only: payments, null (holding ops's code), web.
+        let mut groups = counted(Some(&[true, false, false, true, true, false]));
+        groups.sort();
+        assert_eq!(
+            groups,
+            [
+                (None, 1, 0),
+                (Some("payments".into()), 1, 1),
+                (Some("web".into()), 1, 1),
+            ]
+        );
     }
 }
