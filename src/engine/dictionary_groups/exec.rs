@@ -228,9 +228,15 @@ impl Job {
         let mut reader: Box<dyn AsyncFileReader> =
             self.readers
                 .create_reader(self.partition, file.clone(), None, &self.metrics)?;
-        // The page index too: it narrows a filter on the sort columns to
-        // their pages.
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        // With a filter, the page index too: it narrows a filter on the sort
+        // columns to their pages. Without one every row is read, and a
+        // one-shot query would read the index for nothing.
+        let policy = if self.counting.filters.is_empty() {
+            PageIndexPolicy::Skip
+        } else {
+            PageIndexPolicy::Optional
+        };
+        let options = ArrowReaderOptions::new().with_page_index_policy(policy);
         let metadata = ArrowReaderMetadata::load_async(&mut reader, options.clone()).await?;
         let file_schema = Arc::clone(metadata.schema());
         let wanted = self.counting.columns_to_read();
