@@ -19,7 +19,9 @@
 //! their codes ([`table`]). A filter whose conjuncts each test one
 //! dictionary column (`team_name = 'payments' AND type = 'config_change'`,
 //! `actor_email IN (…)`, `action LIKE 'dest%'`) is evaluated once per
-//! dictionary value and looked up by each row's code ([`filter`]). The
+//! dictionary value and looked up by each row's code ([`filter`]); only
+//! the row groups and pages its statistics and page index leave are read
+//! ([`prune`]), as in DataFusion's scan. The
 //! node emits the partial aggregation's own rows (group values and count
 //! states), so the final aggregation above is DataFusion's, unchanged. A
 //! file whose column is not dictionary-encoded still reads right: the

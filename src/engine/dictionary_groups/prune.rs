@@ -46,8 +46,9 @@ pub(super) fn access(
     let parquet_schema = parquet.file_metadata().schema_descr();
     let mut conjuncts = Vec::with_capacity(filters.len());
     for filter in filters {
-        // A file without the column (or of another type) prunes nothing by
-        // it: its rows are read and the filter answers for them.
+        // A conjunct that cannot be put on this file's columns, or whose
+        // pruning predicate cannot be built, prunes nothing: the rows are
+        // read and the filter answers for them.
         let Ok(conjunct) = with_columns_at(&filter.conjunct, |name| Ok(schema.index_of(name)?))
         else {
             continue;
