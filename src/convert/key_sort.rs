@@ -7,10 +7,10 @@
 //! in sorted order, and copy again while merging the sorted batches, spilling
 //! every copy to disk once the memory pool is short (a 200k-event month of
 //! large events spilled under the default 512M: a tenth of a conversion's
-//! CPU went to spills). Here the staged Arrow IPC files are mapped, the sort
-//! columns are encoded into DataFusion's row format (what its own sort
-//! compares), the row numbers are sorted by those rows, and each output batch
-//! is gathered from the mapped batches: the only copy of a value is the one
+//! CPU went to spills). Here the staged Arrow IPC files are mapped, the row
+//! numbers are sorted by integer keys of the sort columns
+//! ([`sort_order`](super::sort_order)), and each output batch is gathered
+//! from the mapped batches: the only copy of a value is the one
 //! the Parquet writer reads. Only the encoded keys and the order take
 //! memory from the pool; the staged rows stay file pages, which the system
 //! can drop and read again, so a month of any size sorts in bounded memory.
@@ -25,17 +25,16 @@ use anyhow::Context;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
 use datafusion::arrow::ipc::convert::fb_to_schema;
 use datafusion::arrow::ipc::reader::{FileDecoder, read_footer_length};
 use datafusion::arrow::ipc::root_as_footer;
-use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use super::gather::gather;
+use super::sort_order::sort_order;
 use super::stage::{ENTRY_COLUMN, StagedPart, archive_of};
 use crate::table::TableSpec;
 
@@ -165,74 +164,6 @@ fn text_lengths(batches: &[RecordBatch]) -> Vec<Vec<u32>> {
             lengths
         })
         .collect()
-}
-
-/// (batch, row) of every staged row in the table's order (ties, which
-/// distinct keys do not have, in staging order); `None` when the pool
-/// cannot hold the encoded keys.
-fn sort_order(
-    spec: &TableSpec,
-    batches: &[RecordBatch],
-    reservation: &mut MemoryReservation,
-) -> anyhow::Result<Option<Vec<(usize, usize)>>> {
-    let Some(first) = batches.first() else {
-        return Ok(Some(Vec::new()));
-    };
-    let schema = first.schema();
-    let key_indices = spec
-        .sort_columns
-        .iter()
-        .map(|c| {
-            schema
-                .index_of(c)
-                .with_context(|| format!("staged rows lack the sort column {c}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let options = SortOptions {
-        descending: false,
-        nulls_first: false,
-    };
-    let converter = RowConverter::new(
-        key_indices
-            .iter()
-            .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), options))
-            .collect(),
-    )?;
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    // The order (16 bytes a row) and the sort's scratch (8 bytes a row).
-    let order_bytes = total * 24;
-    let mut rows = converter.empty_rows(total, 0);
-    for batch in batches {
-        let keys: Vec<_> = key_indices
-            .iter()
-            .map(|&i| batch.column(i).clone())
-            .collect();
-        converter.append(&mut rows, &keys)?;
-        if reservation.try_resize(rows.size() + order_bytes).is_err() {
-            return Ok(None);
-        }
-    }
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(total);
-    let mut global: Vec<u32> = (0..total as u32).collect();
-    global.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-    let mut starts = Vec::with_capacity(batches.len());
-    let mut start = 0;
-    for batch in batches {
-        starts.push(start);
-        start += batch.num_rows();
-    }
-    for g in global {
-        let g = g as usize;
-        let batch = starts.partition_point(|&s| s <= g) - 1;
-        order.push((batch, g - starts[batch]));
-    }
-    tracing::debug!(
-        "sorted {total} staged rows by their keys: {} bytes of keys and order",
-        rows.size() + order_bytes
-    );
-    drop(rows);
-    reservation.try_resize(order_bytes)?;
-    Ok(Some(order))
 }
 
 /// The record batches of an Arrow IPC file this run staged, mapped rather

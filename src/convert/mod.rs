@@ -26,6 +26,7 @@ pub(crate) mod merge;
 pub mod prove;
 mod schedule;
 pub(crate) mod scratch;
+mod sort_order;
 pub(crate) mod stage;
 pub(crate) mod upgrade;
 
