@@ -10,6 +10,7 @@
 
 mod bounded;
 pub(crate) mod catalog;
+mod compact_views;
 mod counts_over_scan;
 mod dictionary_groups;
 mod footer_counts;
@@ -393,7 +394,9 @@ fn empty_lake_message(lake: &Lake) -> String {
 /// then, and the partial aggregations they look for still stand on their
 /// own (on one partition, one core, that rule merges them with the final
 /// ones). Counts by partition come from the footers first; what is left of
-/// counts by dictionary columns is counted on their codes.
+/// counts by dictionary columns is counted on their codes. Then, after all
+/// of DataFusion's rules, each full sort gets its text copied out of the
+/// reader's pages as it arrives.
 fn physical_optimizer_rules(
     tables: &[TableSpec],
 ) -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
@@ -407,6 +410,8 @@ fn physical_optimizer_rules(
         Arc::new(dictionary_groups::DictionaryGroups::new(tables)),
     );
     rules.insert(at, Arc::new(footer_counts::FooterCounts));
+    // Last: the sorts are where they will run.
+    rules.push(Arc::new(compact_views::CompactViews));
     rules
 }
 
