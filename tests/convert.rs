@@ -455,6 +455,79 @@ fn parquet_files_are_written_for_fast_reads() {
     assert_eq!(info["format_version"], 1);
 }
 
+/// A query that fetches scattered rows (one IP's events, one hour across
+/// all apps) decompresses every page holding one of them: the event id's
+/// and the timestamps' pages are small, so most pages hold none, while the
+/// other columns keep pages of `PAGE_ROWS`.
+#[test]
+fn scattered_columns_are_written_in_small_pages() {
+    use auditlake::lake::parquet::{KEY_PAGE_BYTES, PAGE_ROWS, TIME_PAGE_BYTES};
+    use datafusion::parquet::file::serialized_reader::ReadOptionsBuilder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let archives = dir.path().join("archives");
+    auditlake::synthetic::generate(
+        &auditlake::synthetic::Spec {
+            months: vec![(2024, 3)],
+            per_month: 20_000,
+            seed: 5,
+            account: "acme".into(),
+            payload: Default::default(),
+        },
+        &archives,
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let out = auditlake(&[
+        "convert",
+        "--quiet",
+        "--lake",
+        lake.to_str().unwrap(),
+        archives.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let options = ReadOptionsBuilder::new().with_page_index().build();
+    let reader =
+        SerializedFileReader::new_with_options(File::open(lake.join(MAR)).unwrap(), options)
+            .unwrap();
+    let meta = reader.metadata();
+    assert_eq!(meta.num_row_groups(), 1);
+    let rows = meta.row_group(0).num_rows() as usize;
+    assert!(rows > 19_000, "{rows} rows");
+    let schema = meta.file_metadata().schema_descr();
+    let offsets = &meta.offset_index().expect("offset index")[0];
+    for (i, column) in offsets.iter().enumerate() {
+        let name = schema.column(i).name().to_string();
+        // PLAIN values: an id is its 4-byte length and 36 characters, a
+        // timestamp 8 bytes.
+        let budget = match name.as_str() {
+            "id" => KEY_PAGE_BYTES / 40,
+            "created_at" => TIME_PAGE_BYTES / 8,
+            _ => PAGE_ROWS,
+        };
+        let mut starts: Vec<usize> = column
+            .page_locations()
+            .iter()
+            .map(|p| p.first_row_index as usize)
+            .collect();
+        starts.push(rows);
+        let sizes: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        // The writer closes a page once a batch of values fills it, and the
+        // id's batches are cut to fit the budget, not what is left of it: a
+        // page holds one to one and a half budgets (the last, what is left).
+        let full = &sizes[..sizes.len() - 1];
+        assert!(
+            full.iter().all(|&n| n >= budget && n <= budget * 3 / 2 + 2),
+            "{name}: pages of {sizes:?} rows (budget {budget})"
+        );
+        assert!(
+            *sizes.last().unwrap() <= budget * 3 / 2 + 2,
+            "{name}: {sizes:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn converting_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ pub(crate) mod journal;
 pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod manifest;
-pub(crate) mod parquet;
+pub mod parquet;
 pub(crate) mod snapshot;
 pub(crate) mod status;
 pub mod verify;
