@@ -16,6 +16,7 @@ mod dictionary_groups;
 mod footer_counts;
 pub(crate) mod limits;
 pub mod named;
+mod page_index;
 pub(crate) mod prepared;
 pub mod progress;
 pub(crate) mod pruning;
@@ -401,6 +402,8 @@ fn physical_optimizer_rules(
     tables: &[TableSpec],
 ) -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+    // First: the scans that later rules replace keep their readers.
+    rules.insert(0, Arc::new(page_index::LoadPageIndex));
     let at = rules
         .iter()
         .position(|rule| rule.name() == "CombinePartialFinalAggregate")
