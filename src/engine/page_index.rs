@@ -247,6 +247,16 @@ mod tests {
         (bytes, rows)
     }
 
+    /// The engine's rules run this one before the rules that take a scan's
+    /// reader factory with them.
+    #[test]
+    fn the_engine_loads_page_indexes_first() {
+        let rules = crate::engine::physical_optimizer_rules(&[]);
+        assert_eq!(rules[0].name(), "load_page_index");
+        let dictionary = rules.iter().position(|r| r.name() == "dictionary_groups");
+        assert!(dictionary.is_some_and(|at| at > 0));
+    }
+
     #[tokio::test]
     async fn a_filter_without_page_statistics_skips_pages_holding_no_match() {
         let dir = tempfile::tempdir().unwrap();
