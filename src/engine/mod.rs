@@ -402,8 +402,6 @@ fn physical_optimizer_rules(
     tables: &[TableSpec],
 ) -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
-    // First: the scans that later rules replace keep their readers.
-    rules.insert(0, Arc::new(page_index::LoadPageIndex));
     let at = rules
         .iter()
         .position(|rule| rule.name() == "CombinePartialFinalAggregate")
@@ -413,6 +411,9 @@ fn physical_optimizer_rules(
         Arc::new(dictionary_groups::DictionaryGroups::new(tables)),
     );
     rules.insert(at, Arc::new(footer_counts::FooterCounts));
+    // Before those two, which replace scans and take their readers with
+    // them, and after filters are pushed into the scans.
+    rules.insert(at, Arc::new(page_index::LoadPageIndex));
     // Last: the sorts are where they will run.
     rules.push(Arc::new(compact_views::CompactViews));
     rules
