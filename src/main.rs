@@ -90,8 +90,8 @@ fn batch_command(command: &cli::Command) -> bool {
 /// allocates and frees hundreds of MB of short-lived buffers (parsed
 /// batches, decoded pages, encoder buffers): each fresh huge page is zeroed
 /// whole on first touch and again after mimalloc returns it. On a
-/// conversion of 6 × 200k events with 4 KiB pages, system time fell by a
-/// third to a half, CPU by 4% and peak RSS by 8–17% (BENCHMARKS.md). A
+/// conversion of 6 × 200k events with 4 KiB pages, system time fell by
+/// about a third, CPU by 2–6% and peak RSS by 7–16% (BENCHMARKS.md). A
 /// question reading a lake is the other way round: its large buffers live
 /// to the end, and one-shot queries that decode hundreds of MB took ~20%
 /// longer with small pages, so the shell and `query` keep the default.
