@@ -75,8 +75,10 @@ fn run() -> ExitCode {
     }
 }
 
-/// Commands that read whole archives and write whole month files, as
-/// against the questions that read a lake.
+/// Commands that write month files: `convert`, `pull` (which converts what
+/// it fetched, through the same code) and `upgrade` (which rewrites month
+/// files with the same writer), as against the questions that read a lake.
+/// Only `convert` was measured (BENCHMARKS.md).
 fn batch_command(command: &cli::Command) -> bool {
     matches!(
         command,
@@ -91,10 +93,10 @@ fn batch_command(command: &cli::Command) -> bool {
 /// batches, decoded pages, encoder buffers): each fresh huge page is zeroed
 /// whole on first touch and again after mimalloc returns it. On a
 /// conversion of 6 × 200k events with 4 KiB pages, system time fell by
-/// about a third, CPU by 2–6% and peak RSS by 7–16% (BENCHMARKS.md). A
-/// question reading a lake is the other way round: its large buffers live
-/// to the end, and one-shot queries that decode hundreds of MB took ~20%
-/// longer with small pages, so the shell and `query` keep the default.
+/// about a third, CPU by 2–6% and peak RSS by 7–16% (BENCHMARKS.md).
+/// Questions measured the other way: with small pages, one-shot queries
+/// that decode hundreds of MB took ~20% longer (short ones gained a few
+/// ms), so the shell and `query` keep the default.
 fn small_pages_only() {
     #[cfg(target_os = "linux")]
     {
