@@ -7,12 +7,20 @@
 //! `year * 100 + month BETWEEN lo AND hi`, and a query for March opens only
 //! March's files. The derived predicate is implied by the original filters,
 //! so results never change.
+//!
+//! A bound at the first instant of a month (`created_at >= '2024-01-01'`,
+//! `created_at < '2024-04-01'`) says no more than its partition bound, since
+//! every row lies in the month of its own time (LAKE.md): such a filter is
+//! answered by the partitions alone and reported as exact, and the scan
+//! neither decodes nor tests the time column for it. A quarter's or a
+//! month's question, the common compliance window, then filters only on what
+//! it asks about.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike};
+use chrono::{DateTime, Datelike, Timelike};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
 use datafusion::common::ScalarValue;
@@ -38,18 +46,27 @@ impl MonthPrunedTable {
         }
     }
 
-    /// The filters plus the partition predicate derived from them, if any.
+    /// The filters plus the partition predicate derived from them, if any,
+    /// with the bounds at month starts left to that predicate.
     fn with_month_filter<'a>(&self, filters: &'a [Expr]) -> Cow<'a, [Expr]> {
         match month_range(filters, &self.time_column) {
             None => Cow::Borrowed(filters),
             Some((lo, hi)) => {
-                let ym = col("year") * lit(100) + col("month");
-                let mut all = filters.to_vec();
-                all.push(ym.between(lit(lo), lit(hi)));
+                let mut all: Vec<Expr> = filters
+                    .iter()
+                    .filter(|f| !month_start_bound(f, &self.time_column))
+                    .cloned()
+                    .collect();
+                all.push(year_month().between(lit(lo), lit(hi)));
                 Cow::Owned(all)
             }
         }
     }
+}
+
+/// `year * 100 + month`, the partition key in one number.
+fn year_month() -> Expr {
+    col("year") * lit(100) + col("month")
 }
 
 #[async_trait]
@@ -66,7 +83,13 @@ impl TableProvider for MonthPrunedTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
+        let mut support = self.inner.supports_filters_pushdown(filters)?;
+        for (filter, support) in filters.iter().zip(support.iter_mut()) {
+            if month_start_bound(filter, &self.time_column) {
+                *support = TableProviderFilterPushDown::Exact;
+            }
+        }
+        Ok(support)
     }
 
     async fn scan(
@@ -129,6 +152,40 @@ fn month_range(filters: &[Expr], time_column: &str) -> Option<(i32, i32)> {
     let lo = lo.map_or(Some(i32::MIN), ym)?;
     let hi = hi.map_or(Some(i32::MAX), ym)?;
     Some((lo, hi))
+}
+
+/// Whether `filter` alone is `time_column >= t` or `time_column < t`
+/// (either side) with `t` exactly the first instant of a UTC month: true of
+/// exactly the rows of the months from, or before, `t`'s.
+fn month_start_bound(filter: &Expr, time_column: &str) -> bool {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
+        return false;
+    };
+    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == time_column);
+    let (op, value) = if is_time(left) {
+        (*op, right)
+    } else if is_time(right) {
+        match op.swap() {
+            Some(op) => (op, left),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    if !matches!(op, Operator::GtEq | Operator::Lt) {
+        return false;
+    }
+    // literal_micros rounds nanoseconds; a bound between two microseconds
+    // is not a month's first instant.
+    if let Expr::Literal(ScalarValue::TimestampNanosecond(Some(v), _), _) = value.as_ref()
+        && v % 1_000 != 0
+    {
+        return false;
+    }
+    let Some(t) = literal_micros(value).and_then(DateTime::from_timestamp_micros) else {
+        return false;
+    };
+    t.day() == 1 && t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0
 }
 
 /// Collects `(op, micros)` for comparisons `time_column op literal`,
@@ -217,5 +274,36 @@ mod tests {
             .lt(ts("2024-01-01T00:00:00Z"))
             .or(t().gt(ts("2024-06-01T00:00:00Z")));
         assert_eq!(month_range(&[or], "created_at"), None);
+    }
+
+    #[test]
+    fn only_bounds_at_a_months_first_instant_are_exact() {
+        let t = || col("created_at");
+        let exact = |e: Expr| month_start_bound(&e, "created_at");
+        assert!(exact(t().gt_eq(ts("2024-03-01T00:00:00Z"))));
+        assert!(exact(t().lt(ts("2025-01-01T00:00:00Z"))));
+        assert!(exact(ts("2024-03-01T00:00:00Z").lt_eq(t())));
+        assert!(exact(ts("2024-03-01T00:00:00Z").gt(t())));
+        // Other operators, instants and columns test every row.
+        assert!(!exact(t().gt(ts("2024-03-01T00:00:00Z"))));
+        assert!(!exact(t().lt_eq(ts("2024-03-01T00:00:00Z"))));
+        assert!(!exact(t().eq(ts("2024-03-01T00:00:00Z"))));
+        assert!(!exact(t().gt_eq(ts("2024-03-01T00:00:00.001Z"))));
+        assert!(!exact(t().gt_eq(ts("2024-03-02T00:00:00Z"))));
+        assert!(!exact(col("updated_at").gt_eq(ts("2024-03-01T00:00:00Z"))));
+        assert!(!exact(t().between(
+            ts("2024-03-01T00:00:00Z"),
+            ts("2024-04-01T00:00:00Z")
+        )));
+        let half_a_micro = lit(ScalarValue::TimestampNanosecond(
+            Some(1_709_251_200_000_000_500),
+            Some("UTC".into()),
+        ));
+        assert!(!exact(t().gt_eq(half_a_micro)));
+        let at_start_in_nanos = lit(ScalarValue::TimestampNanosecond(
+            Some(1_709_251_200_000_000_000),
+            Some("UTC".into()),
+        ));
+        assert!(exact(t().gt_eq(at_start_in_nanos)));
     }
 }
