@@ -554,6 +554,21 @@ fn month_start_bounds_are_answered_by_the_partitions() {
         ids("created_at > '2024-03-01T00:00:00Z' AND created_at <= '2024-04-01T00:00:00Z'"),
         "3,4,5"
     );
+    // The month's and the year's fields of the time are its partitions.
+    assert_eq!(
+        ids("date_trunc('month', created_at) = '2024-03-01T00:00:00Z'"),
+        "2,3,4"
+    );
+    assert_eq!(
+        ids("date_trunc('month', created_at) = '2024-03-02T00:00:00Z'"),
+        ""
+    );
+    assert_eq!(ids("date_part('month', created_at) = 3"), "2,3,4");
+    assert_eq!(ids("EXTRACT(MONTH FROM created_at) = 2"), "1");
+    assert_eq!(
+        ids("EXTRACT(YEAR FROM created_at) = 2024 AND date_part('month', created_at) = 4"),
+        "5"
+    );
     assert_eq!(
         ids("created_at >= '2024-03-01T00:00:00Z' OR id LIKE '%1'"),
         "1,2,3,4,5"
@@ -579,6 +594,16 @@ fn month_start_bounds_are_answered_by_the_partitions() {
     let physical = &plan[plan.find("physical_plan").unwrap()..];
     assert!(!physical.contains("created_at"), "{plan}");
     assert!(!physical.contains("FilterExec"), "{plan}");
+    let plan = explain(
+        "SELECT id FROM heroku WHERE date_trunc('month', created_at) = '2024-03-01T00:00:00Z'",
+    );
+    assert!(plan.contains("month=3/acme.parquet"), "{plan}");
+    assert!(
+        !plan.contains("month=2/") && !plan.contains("month=4/"),
+        "{plan}"
+    );
+    let physical = &plan[plan.find("physical_plan").unwrap()..];
+    assert!(!physical.contains("created_at"), "{plan}");
     // A count over whole months is then one of the footers' counts.
     let plan = explain(&format!("SELECT count(*) FROM heroku WHERE {march}"));
     assert!(plan.contains("FooterCountsExec: files=1"), "{plan}");

@@ -47,20 +47,27 @@ impl MonthPrunedTable {
     }
 
     /// The filters plus the partition predicate derived from them, if any,
-    /// with the bounds at month starts left to that predicate.
+    /// with each filter that says no more than a partition predicate
+    /// ([`partition_equivalent`]) replaced by it.
     fn with_month_filter<'a>(&self, filters: &'a [Expr]) -> Cow<'a, [Expr]> {
-        match month_range(filters, &self.time_column) {
-            None => Cow::Borrowed(filters),
-            Some((lo, hi)) => {
-                let mut all: Vec<Expr> = filters
-                    .iter()
-                    .filter(|f| !month_start_bound(f, &self.time_column))
-                    .cloned()
-                    .collect();
-                all.push(year_month().between(lit(lo), lit(hi)));
-                Cow::Owned(all)
-            }
+        let range = month_range(filters, &self.time_column);
+        let mut replaced = false;
+        let mut all: Vec<Expr> = filters
+            .iter()
+            .map(|f| match partition_equivalent(f, &self.time_column) {
+                Some(partitions) => {
+                    replaced = true;
+                    partitions
+                }
+                None => f.clone(),
+            })
+            .collect();
+        match range {
+            Some((lo, hi)) => all.push(year_month().between(lit(lo), lit(hi))),
+            None if !replaced => return Cow::Borrowed(filters),
+            None => {}
         }
+        Cow::Owned(all)
     }
 }
 
@@ -85,7 +92,7 @@ impl TableProvider for MonthPrunedTable {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         let mut support = self.inner.supports_filters_pushdown(filters)?;
         for (filter, support) in filters.iter().zip(support.iter_mut()) {
-            if month_start_bound(filter, &self.time_column) {
+            if partition_equivalent(filter, &self.time_column).is_some() {
                 *support = TableProviderFilterPushDown::Exact;
             }
         }
@@ -154,38 +161,95 @@ fn month_range(filters: &[Expr], time_column: &str) -> Option<(i32, i32)> {
     Some((lo, hi))
 }
 
-/// Whether `filter` alone is `time_column >= t` or `time_column < t`
-/// (either side) with `t` exactly the first instant of a UTC month: true of
-/// exactly the rows of the months from, or before, `t`'s.
-fn month_start_bound(filter: &Expr, time_column: &str) -> bool {
+/// The predicate on `year`/`month` that holds of exactly the rows `filter`
+/// holds of, when there is one: every row lies in the UTC month of its own
+/// time (LAKE.md), so
+/// - `time >= t` and `time < t` with `t` a month's first instant are
+///   `year * 100 + month >= …` and `< …`;
+/// - `date_trunc('month' | 'year', time) = t` (`t` a month's or a year's
+///   first instant) is that month or year;
+/// - `date_part('month' | 'year', time) = n` (also `EXTRACT`) is
+///   `month = n` or `year = n`.
+///
+/// Either side may hold the column. The time column's values are instants
+/// (`Timestamp(ms, "UTC")` in every table), whose fields DataFusion reads in
+/// UTC like the partitions.
+fn partition_equivalent(filter: &Expr, time_column: &str) -> Option<Expr> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
-        return false;
+        return None;
+    };
+    let (op, subject, value) = match op.swap() {
+        Some(swapped) if matches!(right.as_ref(), Expr::Column(_) | Expr::ScalarFunction(_)) => {
+            (swapped, right.as_ref(), left.as_ref())
+        }
+        _ => (*op, left.as_ref(), right.as_ref()),
     };
     let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == time_column);
-    let (op, value) = if is_time(left) {
-        (*op, right)
-    } else if is_time(right) {
-        match op.swap() {
-            Some(op) => (op, left),
-            None => return false,
-        }
-    } else {
-        return false;
-    };
-    if !matches!(op, Operator::GtEq | Operator::Lt) {
-        return false;
+    if is_time(subject) {
+        let t = month_start(value)?;
+        let ym = lit(t.year() * 100 + t.month() as i32);
+        return match op {
+            Operator::GtEq => Some(year_month().gt_eq(ym)),
+            Operator::Lt => Some(year_month().lt(ym)),
+            _ => None,
+        };
     }
+    let Expr::ScalarFunction(call) = subject else {
+        return None;
+    };
+    let [unit, arg] = &call.args[..] else {
+        return None;
+    };
+    if op != Operator::Eq || !is_time(arg) {
+        return None;
+    }
+    let unit = match unit {
+        Expr::Literal(ScalarValue::Utf8(Some(u)) | ScalarValue::Utf8View(Some(u)), _) => {
+            u.to_ascii_lowercase()
+        }
+        _ => return None,
+    };
+    match (call.func.name(), unit.as_str()) {
+        ("date_trunc", "month") => {
+            let t = month_start(value)?;
+            Some(year_month().eq(lit(t.year() * 100 + t.month() as i32)))
+        }
+        ("date_trunc", "year") => {
+            let t = month_start(value).filter(|t| t.month() == 1)?;
+            Some(col("year").eq(lit(t.year())))
+        }
+        ("date_part", "month") => {
+            let n = literal_integer(value).filter(|n| (1..=12).contains(n))?;
+            Some(col("month").eq(lit(n as i32)))
+        }
+        ("date_part", "year") => {
+            let n = literal_integer(value).and_then(|n| i32::try_from(n).ok())?;
+            Some(col("year").eq(lit(n)))
+        }
+        _ => None,
+    }
+}
+
+/// A timestamp literal that is exactly the first instant of a UTC month.
+fn month_start(value: &Expr) -> Option<DateTime<chrono::Utc>> {
     // literal_micros rounds nanoseconds; a bound between two microseconds
     // is not a month's first instant.
-    if let Expr::Literal(ScalarValue::TimestampNanosecond(Some(v), _), _) = value.as_ref()
+    if let Expr::Literal(ScalarValue::TimestampNanosecond(Some(v), _), _) = value
         && v % 1_000 != 0
     {
-        return false;
+        return None;
     }
-    let Some(t) = literal_micros(value).and_then(DateTime::from_timestamp_micros) else {
-        return false;
-    };
-    t.day() == 1 && t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0
+    let t = literal_micros(value).and_then(DateTime::from_timestamp_micros)?;
+    (t.day() == 1 && t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0).then_some(t)
+}
+
+/// An integer literal (`date_part` gives `Int32`; users may write either).
+fn literal_integer(value: &Expr) -> Option<i64> {
+    match value {
+        Expr::Literal(ScalarValue::Int32(Some(n)), _) => Some(i64::from(*n)),
+        Expr::Literal(ScalarValue::Int64(Some(n)), _) => Some(*n),
+        _ => None,
+    }
 }
 
 /// Collects `(op, micros)` for comparisons `time_column op literal`,
@@ -279,7 +343,7 @@ mod tests {
     #[test]
     fn only_bounds_at_a_months_first_instant_are_exact() {
         let t = || col("created_at");
-        let exact = |e: Expr| month_start_bound(&e, "created_at");
+        let exact = |e: Expr| partition_equivalent(&e, "created_at").is_some();
         assert!(exact(t().gt_eq(ts("2024-03-01T00:00:00Z"))));
         assert!(exact(t().lt(ts("2025-01-01T00:00:00Z"))));
         assert!(exact(ts("2024-03-01T00:00:00Z").lt_eq(t())));
@@ -305,5 +369,53 @@ mod tests {
             Some("UTC".into()),
         ));
         assert!(exact(t().gt_eq(at_start_in_nanos)));
+    }
+
+    #[test]
+    fn month_and_year_functions_of_the_time_are_their_partitions() {
+        use datafusion::functions::datetime::expr_fn::{date_part, date_trunc};
+        let t = || col("created_at");
+        let to = |e: Expr| partition_equivalent(&e, "created_at");
+        assert_eq!(
+            to(date_trunc(lit("month"), t()).eq(ts("2024-03-01T00:00:00Z"))),
+            Some(year_month().eq(lit(202403)))
+        );
+        assert_eq!(
+            to(ts("2024-01-01T00:00:00Z").eq(date_trunc(lit("YEAR"), t()))),
+            Some(col("year").eq(lit(2024)))
+        );
+        assert_eq!(
+            to(date_part(lit("month"), t()).eq(lit(3))),
+            Some(col("month").eq(lit(3)))
+        );
+        assert_eq!(
+            to(lit(2023i64).eq(date_part(lit("year"), t()))),
+            Some(col("year").eq(lit(2023)))
+        );
+        assert_eq!(
+            to(t().lt(ts("2024-04-01T00:00:00Z"))),
+            Some(year_month().lt(lit(202404)))
+        );
+        // Not a month's (or a year's) start, not a month number, another
+        // unit, operator or column: tested row by row.
+        assert_eq!(
+            to(date_trunc(lit("month"), t()).eq(ts("2024-03-02T00:00:00Z"))),
+            None
+        );
+        assert_eq!(
+            to(date_trunc(lit("year"), t()).eq(ts("2024-03-01T00:00:00Z"))),
+            None
+        );
+        assert_eq!(
+            to(date_trunc(lit("day"), t()).eq(ts("2024-03-01T00:00:00Z"))),
+            None
+        );
+        assert_eq!(to(date_part(lit("month"), t()).eq(lit(13))), None);
+        assert_eq!(to(date_part(lit("day"), t()).eq(lit(1))), None);
+        assert_eq!(to(date_part(lit("month"), t()).gt_eq(lit(3))), None);
+        assert_eq!(
+            to(date_part(lit("month"), col("updated_at")).eq(lit(3))),
+            None
+        );
     }
 }
