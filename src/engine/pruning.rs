@@ -8,13 +8,15 @@
 //! March's files. The derived predicate is implied by the original filters,
 //! so results never change.
 //!
-//! A bound at the first instant of a month (`created_at >= '2024-01-01'`,
-//! `created_at < '2024-04-01'`) says no more than its partition bound, since
-//! every row lies in the month of its own time (LAKE.md): such a filter is
-//! answered by the partitions alone and reported as exact, and the scan
-//! neither decodes nor tests the time column for it. A quarter's or a
-//! month's question, the common compliance window, then filters only on what
-//! it asks about.
+//! Some filters on the time say no more than a partition predicate, since
+//! every row lies in the month of its own time (LAKE.md): a bound at the
+//! first instant of a month (`created_at >= '2024-01-01'`, `created_at <
+//! '2024-04-01'`), and the time's month or year compared with `=`
+//! (`date_trunc('month', created_at) = …`, `EXTRACT(MONTH FROM created_at) =
+//! 3`). Such a filter is reported as exact and replaced by that predicate
+//! ([`partition_equivalent`]), so the scan neither decodes nor tests the time
+//! column for it: a month's or a quarter's question, the common compliance
+//! window, then filters only on what it asks about.
 
 use std::borrow::Cow;
 use std::sync::Arc;
