@@ -20,6 +20,7 @@ mod page_index;
 pub(crate) mod prepared;
 pub mod progress;
 pub(crate) mod pruning;
+mod scan_pieces;
 
 use std::sync::Arc;
 
@@ -397,7 +398,8 @@ fn empty_lake_message(lake: &Lake) -> String {
 /// ones). Counts by partition come from the footers first; what is left of
 /// counts by dictionary columns is counted on their codes. Then, after all
 /// of DataFusion's rules, each full sort gets its text copied out of the
-/// reader's pages as it arrives.
+/// reader's pages as it arrives, and each scan's files are cut into pieces
+/// its partitions share.
 fn physical_optimizer_rules(
     tables: &[TableSpec],
 ) -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
@@ -414,8 +416,9 @@ fn physical_optimizer_rules(
     // Before those two, which replace scans and take their readers with
     // them, and after filters are pushed into the scans.
     rules.insert(at, Arc::new(page_index::LoadPageIndex));
-    // Last: the sorts are where they will run.
+    // Last: the sorts are where they will run, and the scans are final.
     rules.push(Arc::new(compact_views::CompactViews));
+    rules.push(Arc::new(scan_pieces::ScanPieces::default()));
     rules
 }
 
