@@ -32,10 +32,11 @@ use datafusion::physical_plan::ExecutionPlan;
 /// scan on two cores.
 const PIECES_PER_PARTITION: u64 = 8;
 
-/// No piece is cut smaller than this: a lake file's row group is 7-9 MiB
-/// of 262,144 events, and a piece smaller than that adds an open of the
-/// file and buys no balance.
-const MIN_PIECE_BYTES: u64 = 4 * 1024 * 1024;
+/// No piece is cut smaller than this, the size from which the engine lets
+/// DataFusion split a file at all: a lake file's row group is 7-9 MiB of
+/// 262,144 events, and a smaller piece only adds an open of the file (a
+/// 200k-event month, one row group, stays whole).
+const MIN_PIECE_BYTES: u64 = super::SPLIT_FILES_FROM_BYTES as u64;
 
 /// The physical optimizer rule: cuts the ranges of every scan whose
 /// partitions share their files into pieces. Scans that keep files in
@@ -210,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_range_no_larger_than_a_piece_is_left_whole() {
-        let whole = file(3_000_000, None);
+        let whole = file(7_500_000, None);
         let pieces = cut(&whole, MIN_PIECE_BYTES);
         assert_eq!(pieces.len(), 1);
         assert!(pieces[0].range.is_none());
