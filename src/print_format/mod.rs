@@ -6,6 +6,7 @@
 //! at `max_rows` when one is given. Table and box fit a terminal's width
 //! (see [`grid`]); what goes to a file or a pipe is never cut.
 
+mod ahead;
 mod grid;
 mod records;
 
@@ -234,31 +235,18 @@ pub async fn print_stream(
         }
         OutputFormat::Tsv => {
             write_tsv_row(out, schema.fields().iter().map(|f| Some(f.name().as_str())))?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                printed.rows += batch.num_rows();
-                for row in cells(&[batch])? {
-                    write_tsv_row(out, row.iter().map(|c| c.as_deref()))?;
-                }
-            }
+            printed.rows = ahead::write_formatted(&mut stream, out, tsv_text)
+                .await?
+                .rows;
             printed.shown = printed.rows;
         }
         OutputFormat::Csv => {
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
-                .build(&mut *out);
-            let mut wrote_any = false;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                printed.rows += batch.num_rows();
-                writer.write(&batch)?;
-                wrote_any = true;
-            }
-            if !wrote_any {
+            let written = ahead::write_formatted(&mut stream, out, csv_text).await?;
+            if written.batches == 0 {
                 // Still print the header of an empty result.
-                writer.write(&RecordBatch::new_empty(schema.clone()))?;
+                out.write_all(&csv_text(&RecordBatch::new_empty(schema.clone()), true)?)?;
             }
+            printed.rows = written.rows;
             printed.shown = printed.rows;
         }
         OutputFormat::Json => {
@@ -268,7 +256,9 @@ pub async fn print_stream(
             printed.shown = printed.rows;
         }
         OutputFormat::Ndjson => {
-            printed.rows = write_json::<LineDelimited>(&mut stream, out).await?;
+            printed.rows = ahead::write_formatted(&mut stream, out, ndjson_text)
+                .await?
+                .rows;
             printed.shown = printed.rows;
         }
         OutputFormat::Parquet => {
@@ -404,6 +394,36 @@ async fn write_json<F: JsonFormat>(
     }
     writer.finish()?;
     Ok(rows)
+}
+
+/// A batch as CSV, with the header line when it is the first.
+fn csv_text(batch: &RecordBatch, first: bool) -> anyhow::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(first)
+        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
+        .build(&mut text)
+        .write(batch)?;
+    Ok(text)
+}
+
+/// A batch as TSV lines (the header is written before the first).
+fn tsv_text(batch: &RecordBatch, _first: bool) -> anyhow::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    for row in cells(std::slice::from_ref(batch))? {
+        write_tsv_row(&mut text, row.iter().map(|c| c.as_deref()))?;
+    }
+    Ok(text)
+}
+
+/// A batch as JSON lines.
+fn ndjson_text(batch: &RecordBatch, _first: bool) -> anyhow::Result<Vec<u8>> {
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, LineDelimited>(Vec::new());
+    writer.write(batch)?;
+    writer.finish()?;
+    Ok(writer.into_inner())
 }
 
 fn format_options() -> FormatOptions<'static> {
