@@ -85,22 +85,29 @@ mod tests {
         Ok(text.into_bytes())
     }
 
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]))
+    }
+
+    fn stream_of(items: Vec<datafusion::error::Result<RecordBatch>>) -> SendableRecordBatchStream {
+        Box::pin(RecordBatchStreamAdapter::new(
+            schema(),
+            futures::stream::iter(items),
+        ))
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_are_written_in_their_order_with_one_header() {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let batches: Vec<_> = (0..10)
             .map(|b| {
                 RecordBatch::try_new(
-                    Arc::clone(&schema),
+                    schema(),
                     vec![Arc::new(Int64Array::from_iter_values(b * 3..b * 3 + 3))],
                 )
                 .map_err(Into::into)
             })
             .collect();
-        let mut stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::iter(batches),
-        ));
+        let mut stream = stream_of(batches);
         let mut out = Vec::new();
         let written = write_formatted(&mut stream, &mut out, numbered)
             .await
@@ -120,22 +127,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_in_the_stream_ends_the_output_after_the_batches_before_it() {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let first = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![Arc::new(Int64Array::from(vec![7]))],
-        )
-        .unwrap();
+        let first =
+            RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(vec![7]))]).unwrap();
         let items = vec![
             Ok(first),
             Err(datafusion::error::DataFusionError::Execution(
                 "the archive broke".into(),
             )),
         ];
-        let mut stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::iter(items),
-        ));
+        let mut stream = stream_of(items);
         let mut out = Vec::new();
         let err = write_formatted(&mut stream, &mut out, numbered)
             .await

@@ -18,7 +18,7 @@ use comfy_table::{ContentArrangement, Table};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::json::WriterBuilder;
-use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited};
+use datafusion::arrow::json::writer::{JsonArray, LineDelimited};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -251,7 +251,7 @@ pub async fn print_stream(
         }
         OutputFormat::Json => {
             // An empty result is `[]` (arrow writes the brackets on finish).
-            printed.rows = write_json::<JsonArray>(&mut stream, out).await?;
+            printed.rows = write_json_array(&mut stream, out).await?;
             writeln!(out)?;
             printed.shown = printed.rows;
         }
@@ -378,14 +378,15 @@ pub fn type_label(data_type: &DataType) -> String {
     }
 }
 
-/// Streams batches as JSON (array or lines); returns the row count.
-async fn write_json<F: JsonFormat>(
+/// Streams batches as one JSON array (its brackets and commas span the
+/// batches, so it is written by one writer); returns the row count.
+async fn write_json_array(
     stream: &mut SendableRecordBatchStream,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<usize> {
     let mut writer = WriterBuilder::new()
         .with_explicit_nulls(true)
-        .build::<_, F>(out);
+        .build::<_, JsonArray>(out);
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
