@@ -282,6 +282,8 @@ fn progress_history_search_and_path_completion() {
     p.exp_string("exports/").unwrap();
     p.send_line("x.csv';").unwrap();
     p.exp_string("the lake is read-only").unwrap();
+    // Ctrl-D before the prompt would reach the terminal in cooked mode.
+    p.exp_string("auditlake> ").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 }
