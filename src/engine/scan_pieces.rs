@@ -1,5 +1,5 @@
 //! A scan's files are handed out to its partitions in pieces of about a row
-//! group.
+//! group, on enough partitions to finish together.
 //!
 //! DataFusion splits a scan's files into one byte range per partition, and
 //! its partitions then take ranges from one shared queue as they go idle
@@ -9,13 +9,21 @@
 //! halves, a whole month), and the partition that finished its first range
 //! early took the next two, so one core read eight row groups and the other
 //! four, and sat idle for a third of the query (49.8k of the 74.6k rows in
-//! one partition, `EXPLAIN ANALYZE VERBOSE`). [`ScanPieces`] cuts each range
-//! into [`PIECES_PER_PARTITION`] pieces a partition, so the last piece
-//! anyone takes is small. A row group belongs to the piece holding its
-//! first byte, as with DataFusion's own ranges, so every row is still read
-//! once; a piece holding no row group's start reads only the (cached)
-//! footer.
+//! one partition, `EXPLAIN ANALYZE VERBOSE`). [`ScanPieces`] joins each
+//! file's ranges again and cuts the files into [`PIECES_PER_PARTITION`]
+//! pieces a partition, so the last piece anyone takes is small. A row
+//! group belongs to the piece holding its first byte, as with DataFusion's
+//! own ranges, so every row is still read once; a piece holding no row
+//! group's start reads only the (cached) footer.
+//!
+//! Where the pieces are too few to share out evenly (three single-row-group
+//! months on two partitions), the scan gets a partition per piece, up to
+//! twice the planned count ([`partitions_for`]). Every operator above a
+//! scan takes its partition count from its input, and the rule runs last,
+//! after every distribution was enforced; the scans it changes have at
+//! least two partitions, so what needs one partition already merges them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
@@ -108,20 +116,105 @@ fn in_pieces(
         .sum();
     let piece =
         (total / (config.file_groups.len() as u64 * PIECES_PER_PARTITION)).max(min_piece_bytes);
-    let groups: Vec<FileGroup> = config
-        .file_groups
+    let pieces: Vec<PartitionedFile> = joined(config.file_groups.iter().flat_map(FileGroup::iter))
         .iter()
-        .map(|group| FileGroup::new(group.iter().flat_map(|file| cut(file, piece)).collect()))
+        .flat_map(|file| cut(file, piece))
         .collect();
-    let pieces: usize = groups.iter().map(FileGroup::len).sum();
-    let before: usize = config.file_groups.iter().map(FileGroup::len).sum();
-    if pieces == before {
+    let sizes: Vec<u64> = pieces.iter().map(range_bytes).collect();
+    let groups = in_groups(pieces, partitions_for(&sizes, config.file_groups.len()));
+    if layout(&groups) == layout(&config.file_groups) {
         return None;
     }
     let config = FileScanConfigBuilder::from(config.clone())
         .with_file_groups(groups)
         .build();
     Some(DataSourceExec::from_data_source(config))
+}
+
+/// Each file's touching ranges joined into one, in the order the files
+/// first come. DataFusion splits by bytes alone: a 200k-event month, one
+/// row group of 7 MB, is cut in two ranges of which the second holds no
+/// row group's start and reads nothing. Joined, a file's work is where its
+/// bytes are, and [`cut`] then cuts it by the pieces' size.
+fn joined<'a>(files: impl Iterator<Item = &'a PartitionedFile>) -> Vec<PartitionedFile> {
+    let mut joined: Vec<PartitionedFile> = Vec::new();
+    // Where each file's last range ends, and which of `joined` it is.
+    let mut ends: HashMap<(&object_store::path::Path, i64), usize> = HashMap::new();
+    for file in files {
+        let location = &file.object_meta.location;
+        let Some(range) = &file.range else {
+            joined.push(file.clone());
+            continue;
+        };
+        let at = match ends.remove(&(location, range.start)) {
+            Some(at) => {
+                joined[at].range.as_mut().expect("a joined range").end = range.end;
+                at
+            }
+            None => {
+                joined.push(file.clone());
+                joined.len() - 1
+            }
+        };
+        ends.insert((location, range.end), at);
+    }
+    joined
+}
+
+/// What a scan's groups read: each piece's file and range, by group.
+fn layout(groups: &[FileGroup]) -> Vec<Vec<String>> {
+    groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .map(|file| format!("{} {:?}", file.object_meta.location, file.range()))
+                .collect()
+        })
+        .collect()
+}
+
+/// How many partitions share `pieces` (their sizes, in queue order) that
+/// were planned over `planned`: more than planned when the pieces are too
+/// few to balance. Three 200k-event months are three single-row-group
+/// files; on two partitions one core reads two of them while the other
+/// reads one and then waits (a makespan of two files where 1.5 is the
+/// ideal). With a partition per piece, up to twice the planned count,
+/// tokio interleaves them on the cores and they finish together.
+fn partitions_for(pieces: &[u64], planned: usize) -> usize {
+    if pieces.len() <= planned || planned == 0 {
+        return planned;
+    }
+    let total: u64 = pieces.iter().sum();
+    // Each partition takes the next piece of the shared queue when it is
+    // done with its last one.
+    let mut done_at = vec![0u64; planned];
+    for &bytes in pieces {
+        let first_free = done_at.iter_mut().min().expect("planned > 0");
+        *first_free += bytes;
+    }
+    let makespan = *done_at.iter().max().expect("planned > 0");
+    let ideal = total.div_ceil(planned as u64);
+    // Within 15% of the ideal, the planned partitions are kept: every
+    // partition more is one more decoder and one more input to merge.
+    if makespan * 100 <= ideal * 115 {
+        return planned;
+    }
+    pieces.len().min(2 * planned)
+}
+
+/// `pieces` in `partitions` groups of consecutive pieces, as equal in
+/// count as can be. The groups only set how many partitions the scan has:
+/// all of them take their pieces from one queue, in this order.
+fn in_groups(pieces: Vec<PartitionedFile>, partitions: usize) -> Vec<FileGroup> {
+    let count = pieces.len();
+    let mut pieces = pieces.into_iter();
+    (0..partitions)
+        .map(|i| {
+            let take = count / partitions + usize::from(i < count % partitions);
+            FileGroup::new(pieces.by_ref().take(take).collect())
+        })
+        .collect()
 }
 
 /// The bytes of `file` its scan reads (its range, or all of it).
@@ -170,8 +263,8 @@ mod tests {
 
     use super::*;
 
-    /// Rows in each of the two files: `v` runs 0..20,000 in the first and
-    /// 20,000..40,000 in the second, in row groups of 1,000.
+    /// Rows in each file: `v` runs 0..20,000 in the first, 20,000..40,000
+    /// in the second, and so on.
     const ROWS: i64 = 20_000;
 
     fn file(size: u64, range: Option<(i64, i64)>) -> PartitionedFile {
@@ -237,13 +330,25 @@ mod tests {
         groups
     }
 
-    /// Runs `sql` over the two files on two partitions, with the rule
-    /// cutting pieces of at least `min_piece_bytes` when given; returns the
-    /// pieces per partition and the first column of the answer.
+    /// Runs `sql` over two files of row groups of 1,000 on two partitions,
+    /// with the rule cutting pieces of at least `min_piece_bytes` when
+    /// given; returns the pieces per partition and the first column of the
+    /// answer.
     async fn run(sql: &str, min_piece_bytes: Option<u64>) -> (Vec<usize>, Vec<i64>) {
+        run_over(sql, min_piece_bytes, 2, 1_000).await
+    }
+
+    /// [`run`] over `files` files of row groups of `group_rows`.
+    async fn run_over(
+        sql: &str,
+        min_piece_bytes: Option<u64>,
+        files: usize,
+        group_rows: usize,
+    ) -> (Vec<usize>, Vec<i64>) {
         let dir = tempfile::tempdir().unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        for (n, name) in ["a.parquet", "b.parquet"].iter().enumerate() {
+        for n in 0..files {
+            let name = format!("{n}.parquet");
             let from = n as i64 * ROWS;
             let batch = RecordBatch::try_new(
                 Arc::clone(&schema),
@@ -251,7 +356,7 @@ mod tests {
             )
             .unwrap();
             let props = WriterProperties::builder()
-                .set_max_row_group_row_count(Some(1_000))
+                .set_max_row_group_row_count(Some(group_rows))
                 .set_dictionary_enabled(false)
                 .build();
             let file = std::fs::File::create(dir.path().join(name)).unwrap();
@@ -316,6 +421,68 @@ mod tests {
         )
         .await;
         assert_eq!(sum, vec![7 * (5_714 * 5_715 / 2)]);
+    }
+
+    #[test]
+    fn a_files_touching_ranges_are_joined_and_others_kept() {
+        let other = PartitionedFile::new("heroku/year=2024/month=4/acme.parquet", 50);
+        let files = [
+            file(100, Some((0, 40))),
+            other.clone(),
+            file(100, Some((40, 70))),
+            // Not touching what came before: kept apart.
+            file(100, Some((80, 100))),
+        ];
+        let joined = joined(files.iter());
+        assert_eq!(joined.len(), 3);
+        assert_eq!(joined[0].range(), (0, 70));
+        assert_eq!(joined[1].object_meta.location, other.object_meta.location);
+        assert!(joined[1].range.is_none());
+        assert_eq!(joined[2].range(), (80, 100));
+    }
+
+    #[test]
+    fn pieces_too_few_to_balance_get_more_partitions() {
+        const MB: u64 = 1 << 20;
+        // Three equal files on two: one core would read two, the other one.
+        assert_eq!(partitions_for(&[7 * MB; 3], 2), 3);
+        // Five: four partitions, twice the planned count at most.
+        assert_eq!(partitions_for(&[7 * MB; 5], 2), 4);
+        // Four, or sixteen, share out evenly as planned.
+        assert_eq!(partitions_for(&[7 * MB; 4], 2), 2);
+        assert_eq!(partitions_for(&[8 * MB; 16], 2), 2);
+        // Six months and a small one of late events: within 15%.
+        let mut months = vec![7 * MB; 6];
+        months.push(MB / 10);
+        assert_eq!(partitions_for(&months, 2), 2);
+        // No more pieces than partitions: nothing to balance.
+        assert_eq!(partitions_for(&[7 * MB, 30 * MB], 2), 2);
+    }
+
+    #[test]
+    fn groups_hold_consecutive_pieces_as_equal_in_count_as_can_be() {
+        let pieces: Vec<_> = (0..5).map(|i| file(10, Some((i, i + 1)))).collect();
+        let groups = in_groups(pieces, 3);
+        let starts: Vec<Vec<i64>> = groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.range.as_ref().unwrap().start).collect())
+            .collect();
+        assert_eq!(starts, vec![vec![0, 1], vec![2, 3], vec![4]]);
+    }
+
+    #[tokio::test]
+    async fn three_single_row_group_files_are_read_on_three_partitions() {
+        // 0, 7, …, 59,997: 8,572 values, whose sum is 7 × (8,571 × 8,572 / 2).
+        let sql = "SELECT count(*), sum(v) FROM (SELECT v FROM t WHERE v % 7 = 0)";
+        let (before, answer) = run_over(sql, None, 3, 20_000).await;
+        assert_eq!(answer, vec![8_572]);
+        assert_eq!(before.len(), 2);
+        let (after, answer) = run_over(sql, Some(10_000_000), 3, 20_000).await;
+        assert_eq!(answer, vec![8_572]);
+        assert_eq!(after, vec![1, 1, 1]);
+        let sql = "SELECT sum(v) FROM (SELECT v FROM t WHERE v % 7 = 0)";
+        let (_, sum) = run_over(sql, Some(10_000_000), 3, 20_000).await;
+        assert_eq!(sum, vec![7 * (8_571 * 8_572 / 2)]);
     }
 
     #[tokio::test]
