@@ -133,11 +133,12 @@ impl Engine {
         opts.execution.parquet.pushdown_filters = true;
         opts.execution.parquet.reorder_filters = true;
         opts.optimizer.repartition_file_min_size = SPLIT_FILES_FROM_BYTES;
+        let footers = runtime.cache_manager.get_file_metadata_cache();
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_physical_optimizer_rules(physical_optimizer_rules(&tables))
+            .with_physical_optimizer_rules(physical_optimizer_rules(&tables, footers))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)
@@ -402,6 +403,7 @@ fn empty_lake_message(lake: &Lake) -> String {
 /// its partitions share.
 fn physical_optimizer_rules(
     tables: &[TableSpec],
+    footers: Arc<datafusion::execution::cache::cache_manager::FileMetadataCache>,
 ) -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
     let at = rules
@@ -418,8 +420,17 @@ fn physical_optimizer_rules(
     rules.insert(at, Arc::new(page_index::LoadPageIndex));
     // Last: the sorts are where they will run, and the scans are final.
     rules.push(Arc::new(compact_views::CompactViews));
-    rules.push(Arc::new(scan_pieces::ScanPieces::default()));
+    rules.push(Arc::new(scan_pieces::ScanPieces::new(footers)));
     rules
+}
+
+/// The engine's physical optimizer rules for a lake of no tables, in a
+/// runtime of its own: for tests of where a rule runs.
+#[cfg(test)]
+fn default_rules()
+-> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnv::default();
+    physical_optimizer_rules(&[], runtime.cache_manager.get_file_metadata_cache())
 }
 
 /// The schema a table is read with: text as `Utf8View`. The Parquet

@@ -266,7 +266,7 @@ mod tests {
     /// before the rules that take a scan's reader factory with them.
     #[test]
     fn the_engine_loads_page_indexes_between_filter_pushdown_and_scan_rewrites() {
-        let rules = crate::engine::physical_optimizer_rules(&[]);
+        let rules = crate::engine::default_rules();
         let at = |name: &str| rules.iter().position(|r| r.name() == name).unwrap();
         let this = at("load_page_index");
         assert!(at("FilterPushdown") < this);
