@@ -57,9 +57,9 @@ pub(super) fn joined<'a>(files: impl Iterator<Item = &'a PartitionedFile>) -> Ve
 pub(super) fn pieces_of(
     file: &PartitionedFile,
     piece: u64,
-    cache: Option<&FileMetadataCache>,
+    cache: &FileMetadataCache,
 ) -> Vec<Piece> {
-    match cache.and_then(|cache| row_groups(cache, file)) {
+    match row_groups(cache, file) {
         Some(row_groups) => cut_at_row_groups(file, &row_groups, piece),
         None => cut(file, piece)
             .into_iter()
@@ -286,7 +286,7 @@ mod tests {
         let cache = datafusion::execution::runtime_env::RuntimeEnv::default()
             .cache_manager
             .get_file_metadata_cache();
-        let pieces = pieces_of(&file(10, None), 4, Some(cache.as_ref()));
+        let pieces = pieces_of(&file(10, None), 4, cache.as_ref());
         assert_eq!(piece_ranges(&pieces), vec![(0, 4), (4, 8), (8, 10)]);
         assert_eq!(bytes(&pieces), vec![4, 4, 2]);
     }

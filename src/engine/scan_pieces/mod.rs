@@ -61,7 +61,7 @@ pub struct ScanPieces {
     min_piece_bytes: u64,
     /// The session's cache of Parquet footers, where the rule finds the
     /// row groups of the files a session has read before.
-    footers: Option<Arc<FileMetadataCache>>,
+    footers: Arc<FileMetadataCache>,
 }
 
 impl ScanPieces {
@@ -69,7 +69,7 @@ impl ScanPieces {
     pub fn new(footers: Arc<FileMetadataCache>) -> Self {
         ScanPieces {
             min_piece_bytes: MIN_PIECE_BYTES,
-            footers: Some(footers),
+            footers,
         }
     }
 }
@@ -127,12 +127,12 @@ impl ScanPieces {
         let pieces: Vec<cut::Piece> =
             cut::joined(config.file_groups.iter().flat_map(FileGroup::iter))
                 .iter()
-                .flat_map(|file| cut::pieces_of(file, piece, self.footers.as_deref()))
+                .flat_map(|file| cut::pieces_of(file, piece, self.footers.as_ref()))
                 .collect();
         let sizes: Vec<u64> = pieces.iter().map(|piece| piece.bytes).collect();
         let files = pieces.into_iter().map(|piece| piece.file).collect();
         let groups = share::in_groups(files, share::partitions_for(&sizes, planned));
-        if share::layout(&groups) == share::layout(&config.file_groups) {
+        if share::same_layout(&groups, &config.file_groups) {
             return None;
         }
         let config = FileScanConfigBuilder::from(config.clone())
@@ -231,7 +231,7 @@ mod tests {
         if let Some(min_piece_bytes) = min_piece_bytes {
             rules.push(Arc::new(ScanPieces {
                 min_piece_bytes,
-                footers: Some(runtime.cache_manager.get_file_metadata_cache()),
+                footers: runtime.cache_manager.get_file_metadata_cache(),
             }));
         }
         let state = SessionStateBuilder::new()

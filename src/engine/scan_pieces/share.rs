@@ -40,17 +40,16 @@ pub(super) fn in_groups(pieces: Vec<PartitionedFile>, partitions: usize) -> Vec<
         .collect()
 }
 
-/// What a scan's groups read: each piece's file and range, by group.
-pub(super) fn layout(groups: &[FileGroup]) -> Vec<Vec<String>> {
-    groups
-        .iter()
-        .map(|group| {
-            group
-                .iter()
-                .map(|file| format!("{} {:?}", file.object_meta.location, file.range()))
-                .collect()
+/// Whether groups `a` and `b` read the same files' ranges in the same
+/// partitions.
+pub(super) fn same_layout(a: &[FileGroup], b: &[FileGroup]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|(a, b)| {
+                    a.object_meta.location == b.object_meta.location && a.range() == b.range()
+                })
         })
-        .collect()
 }
 
 #[cfg(test)]
