@@ -58,13 +58,14 @@ const ZSTD_LEVEL: i32 = 3;
 /// smaller DELTA_BINARY_PACKED encoding is misread by fastparquet when the
 /// values jump back between sort groups (pandas returned 1689 for 2024), and
 /// the lake must read right in every common reader. zstd finds most of what
-/// the deltas saved in the runs of equal high bytes: a 200k-event month's
-/// `created_at` is 735 KB at level 3, 668 KB at 9 and 671 KB at 15 (619 KB
-/// delta-encoded at 15). In page-sized frames (6,144 values, as the files
-/// hold them) level 7 is no larger than 9 (667.5 against 668.0 KB; a 1M-event
-/// month 3.038 MB at both) and compresses twice as fast (`zstd -b7 -B49152`:
-/// 30-60 MB/s against 9's 20-22); level 6 is faster still but 0.8% larger.
-const TIME_ZSTD_LEVEL: i32 = 7;
+/// the deltas saved in the runs of equal high bytes. Each page is its own
+/// frame of [`TIME_PAGE_BYTES`], and in frames that short a deeper match
+/// search finds almost nothing more: on a month's `created_at` in file order
+/// (`zstd -b -B4096`), level 2 gives 706.2 KB for 200k events and 3.229 MB
+/// for 1M, level 7 700.4 KB and 3.225 MB (0.8% and 0.1% less), but level 2
+/// compresses at ~195 MB/s and level 7 at ~35 (level 1: as fast as 2, and
+/// larger). Both decompress at 650-750 MB/s.
+const TIME_ZSTD_LEVEL: i32 = 2;
 
 /// zstd level of JSON text without a dictionary (`data`, `extra`,
 /// `resource_meta`, mapped `data`). Level 9 made `data` 14% smaller than
