@@ -20,6 +20,20 @@ use futures::StreamExt;
 /// (the one that carries a header).
 pub(super) type Formatter = fn(&RecordBatch, bool) -> anyhow::Result<Vec<u8>>;
 
+/// Batches of fewer rows are formatted on the printing thread: handing a
+/// batch to another thread and waking this one again costs more than
+/// formatting a few hundred rows, and a short question's answer is one
+/// such batch.
+const FORMAT_HERE_ROWS: usize = 256;
+
+/// The cores, looked up once: `available_parallelism` reads the cgroup's
+/// CPU quota from `/sys` and `/proc` at every call, which `perf` put at
+/// 3.6% of a footer-answered count run over and over in one shell.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
 /// What [`write_formatted`] wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Written {
@@ -35,16 +49,19 @@ pub(super) async fn write_formatted(
     out: &mut (dyn Write + Send),
     format: Formatter,
 ) -> anyhow::Result<Written> {
-    let ahead = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut formatted = stream
         .enumerate()
         .map(|(i, batch)| async move {
             let batch = batch?;
             let rows = batch.num_rows();
-            let bytes = tokio::task::spawn_blocking(move || format(&batch, i == 0)).await??;
+            let bytes = if rows < FORMAT_HERE_ROWS {
+                format(&batch, i == 0)?
+            } else {
+                tokio::task::spawn_blocking(move || format(&batch, i == 0)).await??
+            };
             anyhow::Ok((rows, bytes))
         })
-        .buffered(ahead);
+        .buffered(cores());
     let mut written = Written::default();
     while let Some(next) = formatted.next().await {
         let (rows, bytes) = next?;
@@ -98,11 +115,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_are_written_in_their_order_with_one_header() {
+        // Batches large enough to be formatted on other threads.
+        let n = FORMAT_HERE_ROWS as i64;
         let batches: Vec<_> = (0..10)
             .map(|b| {
                 RecordBatch::try_new(
                     schema(),
-                    vec![Arc::new(Int64Array::from_iter_values(b * 3..b * 3 + 3))],
+                    vec![Arc::new(Int64Array::from_iter_values(b * n..b * n + n))],
                 )
                 .map_err(Into::into)
             })
@@ -115,14 +134,50 @@ mod tests {
         assert_eq!(
             written,
             Written {
-                rows: 30,
+                rows: 10 * FORMAT_HERE_ROWS,
                 batches: 10
             }
         );
         let expected: String = std::iter::once("n\n".to_string())
-            .chain((0..30).map(|v| format!("{v}\n")))
+            .chain((0..10 * n).map(|v| format!("{v}\n")))
             .collect();
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    static FORMATTED_ON: std::sync::Mutex<Vec<(usize, std::thread::ThreadId)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    fn note_thread(batch: &RecordBatch, _first: bool) -> anyhow::Result<Vec<u8>> {
+        FORMATTED_ON
+            .lock()
+            .unwrap()
+            .push((batch.num_rows(), std::thread::current().id()));
+        Ok(Vec::new())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_batches_are_formatted_here_and_large_ones_elsewhere() {
+        let batch = |rows: usize| {
+            RecordBatch::try_new(
+                schema(),
+                vec![Arc::new(Int64Array::from_iter_values(0..rows as i64))],
+            )
+            .map_err(Into::into)
+        };
+        let small = FORMAT_HERE_ROWS - 1;
+        let mut stream = stream_of(vec![batch(small), batch(FORMAT_HERE_ROWS)]);
+        write_formatted(&mut stream, &mut Vec::new(), note_thread)
+            .await
+            .unwrap();
+        let here = std::thread::current().id();
+        let seen = FORMATTED_ON.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], (small, here));
+        assert_eq!(seen[1].0, FORMAT_HERE_ROWS);
+        assert_ne!(
+            seen[1].1, here,
+            "a large batch is formatted on the blocking pool"
+        );
     }
 
     #[tokio::test]

@@ -9,10 +9,12 @@
 //! hand, every piece starts at a row group and its size is what it reads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use datafusion::datasource::listing::{FileRange, PartitionedFile};
 use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 
 /// A piece of a scan: a file's range, and the bytes of row groups it reads
 /// (its range's bytes where the row groups are not known).
@@ -71,9 +73,11 @@ pub(super) fn pieces_of(
     }
 }
 
-/// The first byte and the compressed bytes of each of `file`'s row groups,
-/// in file order, from the cached footer (if it is still the file's).
-fn row_groups(cache: &FileMetadataCache, file: &PartitionedFile) -> Option<Vec<(i64, u64)>> {
+/// `file`'s footer from the session's cache, if it is still the file's.
+pub(super) fn cached_footer(
+    cache: &FileMetadataCache,
+    file: &PartitionedFile,
+) -> Option<Arc<ParquetMetaData>> {
     let entry = cache.get(&file.object_meta.location)?;
     if !entry.is_valid_for(&file.object_meta) {
         return None;
@@ -83,17 +87,27 @@ fn row_groups(cache: &FileMetadataCache, file: &PartitionedFile) -> Option<Vec<(
         .as_any()
         .downcast_ref::<CachedParquetMetaData>()?
         .parquet_metadata();
+    Some(Arc::clone(metadata))
+}
+
+/// The first byte of a row group: where its first column's pages begin.
+/// DataFusion reads a row group in the range that holds this byte.
+pub(super) fn first_byte(group: &RowGroupMetaData) -> i64 {
+    let column = group.column(0);
+    column
+        .dictionary_page_offset()
+        .unwrap_or_else(|| column.data_page_offset())
+}
+
+/// The first byte and the compressed bytes of each of `file`'s row groups,
+/// in file order, from the cached footer (if it is still the file's).
+fn row_groups(cache: &FileMetadataCache, file: &PartitionedFile) -> Option<Vec<(i64, u64)>> {
+    let metadata = cached_footer(cache, file)?;
     let mut row_groups: Vec<(i64, u64)> = metadata
         .row_groups()
         .iter()
         .filter(|group| group.num_columns() > 0)
-        .map(|group| {
-            let column = group.column(0);
-            let first = column
-                .dictionary_page_offset()
-                .unwrap_or_else(|| column.data_page_offset());
-            (first, group.compressed_size().max(0) as u64)
-        })
+        .map(|group| (first_byte(group), group.compressed_size().max(0) as u64))
         .collect();
     row_groups.sort_unstable();
     Some(row_groups)

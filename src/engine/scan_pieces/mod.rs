@@ -27,6 +27,7 @@
 //! merges them.
 
 mod cut;
+mod rows;
 mod share;
 
 use std::sync::Arc;
@@ -39,6 +40,8 @@ use datafusion::error::Result;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::repartition::RepartitionExec;
 
 /// Pieces per partition: with eight, the piece a partition is left reading
 /// while the other has nothing left is at most about a sixteenth of the
@@ -59,6 +62,8 @@ const MIN_PIECE_BYTES: u64 = super::SPLIT_FILES_FROM_BYTES as u64;
 pub struct ScanPieces {
     /// [`MIN_PIECE_BYTES`], smaller in tests of small files.
     min_piece_bytes: u64,
+    /// [`rows::MIN_SPLIT_BYTES`], smaller in tests of small files.
+    min_split_bytes: u64,
     /// The session's cache of Parquet footers, where the rule finds the
     /// row groups of the files a session has read before.
     footers: Arc<FileMetadataCache>,
@@ -69,6 +74,7 @@ impl ScanPieces {
     pub fn new(footers: Arc<FileMetadataCache>) -> Self {
         ScanPieces {
             min_piece_bytes: MIN_PIECE_BYTES,
+            min_split_bytes: rows::MIN_SPLIT_BYTES,
             footers,
         }
     }
@@ -83,9 +89,15 @@ impl PhysicalOptimizerRule for ScanPieces {
         if !config.execution.enable_file_stream_work_stealing {
             return Ok(plan);
         }
-        plan.transform_up(|node| match self.in_pieces(&node) {
-            Some(replaced) => Ok(Transformed::yes(replaced)),
-            None => Ok(Transformed::no(node)),
+        let cores = config.execution.target_partitions;
+        plan.transform_up(|node| {
+            match self
+                .in_pieces(&node)
+                .or_else(|| self.under_repartition(&node, cores))
+            {
+                Some(replaced) => Ok(Transformed::yes(replaced)),
+                None => Ok(Transformed::no(node)),
+            }
         })
         .data()
     }
@@ -106,17 +118,54 @@ impl ScanPieces {
     fn in_pieces(&self, node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
         let scan = node.downcast_ref::<DataSourceExec>()?;
         let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
+        if config.file_groups.len() < 2 {
+            return None;
+        }
+        let groups = self.shared_out(config, config.file_groups.len())?;
+        Some(with_groups(config, groups))
+    }
+
+    /// `node` with its input read on up to `cores` partitions, when it
+    /// repartitions the rows of a one-partition file scan (DataFusion's
+    /// plan for a file too small to split by bytes, such as a 200k-event
+    /// month of one row group). A repartition takes any number of input
+    /// partitions, so nothing above it changes.
+    fn under_repartition(
+        &self,
+        node: &Arc<dyn ExecutionPlan>,
+        cores: usize,
+    ) -> Option<Arc<dyn ExecutionPlan>> {
+        let repartition = node.downcast_ref::<RepartitionExec>()?;
+        if repartition.preserve_order() || cores < 2 {
+            return None;
+        }
+        let scan = repartition.input().downcast_ref::<DataSourceExec>()?;
+        let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
+        // With one input partition a repartition keeps its input's order,
+        // which several partitions would not.
+        if config.file_groups.len() != 1 || !config.output_ordering.is_empty() {
+            return None;
+        }
+        let groups = self.shared_out(config, cores)?;
+        if groups.len() < 2 || groups.iter().any(FileGroup::is_empty) {
+            return None;
+        }
+        let recompute = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
+        Arc::clone(node)
+            .replace_children(vec![with_groups(config, groups)], recompute)
+            .ok()
+    }
+
+    /// The groups of pieces `config`'s files are read in when its scan
+    /// runs on (about) `planned` partitions, or `None` when that changes
+    /// nothing or the scan must keep its files where they are.
+    fn shared_out(&self, config: &FileScanConfig, planned: usize) -> Option<Vec<FileGroup>> {
         // DataFusion shares a scan's files between its partitions only then
         // (`FileScanConfig::create_sibling_state`); a limit stops at the
         // first rows, where pieces buy nothing.
-        if config.preserve_order
-            || config.output_partitioning.is_some()
-            || config.limit.is_some()
-            || config.file_groups.len() < 2
-        {
+        if config.preserve_order || config.output_partitioning.is_some() || config.limit.is_some() {
             return None;
         }
-        let planned = config.file_groups.len();
         let total: u64 = config
             .file_groups
             .iter()
@@ -129,17 +178,41 @@ impl ScanPieces {
                 .iter()
                 .flat_map(|file| cut::pieces_of(file, piece, self.footers.as_ref()))
                 .collect();
+        let pieces = self.within_row_groups(pieces, planned);
         let sizes: Vec<u64> = pieces.iter().map(|piece| piece.bytes).collect();
         let files = pieces.into_iter().map(|piece| piece.file).collect();
         let groups = share::in_groups(files, share::partitions_for(&sizes, planned));
         if share::same_layout(&groups, &config.file_groups) {
             return None;
         }
-        let config = FileScanConfigBuilder::from(config.clone())
-            .with_file_groups(groups)
-            .build();
-        Some(DataSourceExec::from_data_source(config))
+        Some(groups)
     }
+
+    /// `pieces`, with each row group that reads alone cut into row ranges
+    /// when the pieces that read something are fewer than `planned` (see
+    /// [`rows`]).
+    fn within_row_groups(&self, pieces: Vec<cut::Piece>, planned: usize) -> Vec<cut::Piece> {
+        let working = pieces.iter().filter(|piece| piece.bytes > 0).count();
+        if working == 0 || working >= planned {
+            return pieces;
+        }
+        let parts = planned.div_ceil(working);
+        pieces
+            .into_iter()
+            .flat_map(|piece| {
+                rows::split(&piece, parts, self.min_split_bytes, self.footers.as_ref())
+                    .unwrap_or_else(|| vec![piece])
+            })
+            .collect()
+    }
+}
+
+/// The scan of `config` with its files in `groups`.
+fn with_groups(config: &FileScanConfig, groups: Vec<FileGroup>) -> Arc<dyn ExecutionPlan> {
+    let config = FileScanConfigBuilder::from(config.clone())
+        .with_file_groups(groups)
+        .build();
+    DataSourceExec::from_data_source(config)
 }
 
 #[cfg(test)]
@@ -216,6 +289,8 @@ mod tests {
             .unwrap();
             let props = WriterProperties::builder()
                 .set_max_row_group_row_count(Some(group_rows))
+                .set_data_page_row_count_limit(1_000)
+                .set_write_batch_size(1_000)
                 .set_dictionary_enabled(false)
                 .build();
             let file = std::fs::File::create(dir.path().join(name)).unwrap();
@@ -231,6 +306,7 @@ mod tests {
         if let Some(min_piece_bytes) = min_piece_bytes {
             rules.push(Arc::new(ScanPieces {
                 min_piece_bytes,
+                min_split_bytes: 1,
                 footers: runtime.cache_manager.get_file_metadata_cache(),
             }));
         }
@@ -368,6 +444,68 @@ mod tests {
         let sql = "SELECT sum(v) FROM (SELECT v FROM t WHERE v % 7 = 0)";
         let (_, sum) = run_over(sql, Some(10_000_000), 3, 20_000).await;
         assert_eq!(sum, vec![7 * (8_571 * 8_572 / 2)]);
+    }
+
+    /// How many of the scans' pieces in `plan` read a row range of a row
+    /// group (carry an access plan).
+    fn row_range_pieces(plan: &Arc<dyn ExecutionPlan>) -> usize {
+        use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+        let mut count = 0;
+        plan.apply(|node| {
+            if let Some(scan) = node.downcast_ref::<DataSourceExec>()
+                && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
+            {
+                count += config
+                    .file_groups
+                    .iter()
+                    .flat_map(FileGroup::iter)
+                    .filter(|file| file.extensions.get::<ParquetAccessPlan>().is_some())
+                    .count();
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        count
+    }
+
+    #[tokio::test]
+    async fn a_lone_row_group_is_read_in_row_ranges_once_its_page_index_is_cached() {
+        // One file of one row group: 20,000 rows in pages of 1,000. A bound
+        // on `v` has page statistics, so the scan reads the page index.
+        let (_dir, ctx) = session(Some(1), 1, 20_000);
+        let sql = "SELECT count(*), sum(v) FROM (SELECT v FROM t WHERE v >= 7)";
+        let (_, first) = answer(&ctx, sql).await;
+        assert_eq!(first, vec![19_993]);
+        let (plan, again) = answer(&ctx, sql).await;
+        assert_eq!(again, vec![19_993]);
+        assert_eq!(row_range_pieces(&plan), 2, "two halves of the row group");
+        assert_eq!(pieces(&plan), vec![1, 1]);
+        // 7 + 8 + … + 19,999 = 19,999 × 20,000 / 2 − (0 + … + 6).
+        let (_, sum) = answer(&ctx, "SELECT sum(v) FROM (SELECT v FROM t WHERE v >= 7)").await;
+        assert_eq!(sum, vec![199_990_000 - 21]);
+    }
+
+    #[tokio::test]
+    async fn a_one_partition_scan_under_a_repartition_is_read_on_two() {
+        let sql = "SELECT v * 2 AS w FROM t WHERE v >= 19990 ORDER BY w";
+        let expected: Vec<i64> = (19_990..20_000).map(|v| v * 2).collect();
+        for (rule, scan) in [(None, vec![1]), (Some(1), vec![1, 1])] {
+            let (_dir, ctx) = session(rule, 1, 20_000);
+            // A file this small is not split by bytes: one partition, whose
+            // rows DataFusion repartitions for the projection and the sort.
+            ctx.sql("SET datafusion.optimizer.repartition_file_min_size = 1000000000")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let (_, first) = answer(&ctx, sql).await;
+            assert_eq!(first, expected);
+            let (plan, again) = answer(&ctx, sql).await;
+            assert_eq!(again, expected);
+            assert_eq!(pieces(&plan), scan, "with the rule: {rule:?}");
+            assert_eq!(row_range_pieces(&plan), 2 * usize::from(rule.is_some()));
+        }
     }
 
     #[tokio::test]
