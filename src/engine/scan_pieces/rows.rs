@@ -24,9 +24,10 @@ use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 use super::cut::{self, Piece};
 
-/// A row group smaller than this is read whole: under ~2 MB (~55k small
-/// events) the second open and the pages decoded twice at the cut cost
-/// about what the second core saves.
+/// A row group smaller than this is read whole. What a cut costs is fixed
+/// (a second open of the file, the small columns' pages at the cut decoded
+/// twice), and under ~2 MB (~55k small events, a few milliseconds of
+/// decoding) there is little left for the second core to take.
 pub(super) const MIN_SPLIT_BYTES: u64 = 2 << 20;
 
 /// `piece` cut into up to `parts` pieces of the rows of the one row group
