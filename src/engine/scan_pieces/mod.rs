@@ -26,6 +26,7 @@
 //! have at least two partitions, so what needs one partition already
 //! merges them.
 
+mod bloom;
 mod cut;
 mod rows;
 mod share;
@@ -38,6 +39,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanC
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
@@ -178,7 +180,7 @@ impl ScanPieces {
                 .iter()
                 .flat_map(|file| cut::pieces_of(file, piece, self.footers.as_ref()))
                 .collect();
-        let pieces = self.within_row_groups(pieces, planned);
+        let pieces = self.within_row_groups(pieces, planned, config);
         let sizes: Vec<u64> = pieces.iter().map(|piece| piece.bytes).collect();
         let files = pieces.into_iter().map(|piece| piece.file).collect();
         let groups = share::in_groups(files, share::partitions_for(&sizes, planned));
@@ -189,14 +191,31 @@ impl ScanPieces {
     }
 
     /// `pieces`, with each row group that reads alone cut into row ranges
-    /// when the pieces that read something are fewer than `planned` (see
-    /// [`rows`]).
-    fn within_row_groups(&self, pieces: Vec<cut::Piece>, planned: usize) -> Vec<cut::Piece> {
+    /// when the pieces that read something, or the row groups a lookup by
+    /// value keeps after its bloom filters ([`bloom`]), are fewer than
+    /// `planned` (see [`rows`]).
+    fn within_row_groups(
+        &self,
+        pieces: Vec<cut::Piece>,
+        planned: usize,
+        config: &FileScanConfig,
+    ) -> Vec<cut::Piece> {
         let working = pieces.iter().filter(|piece| piece.bytes > 0).count();
-        if working == 0 || working >= planned {
+        if working == 0 {
             return pieces;
         }
-        let parts = planned.div_ceil(working);
+        // Past the pieces the rule aims for, the row groups a bloom filter
+        // passes by chance are enough to share out.
+        let reading = match self.values_looked_up(&pieces, config) {
+            Some(values) if working <= planned * PIECES_PER_PARTITION as usize => {
+                working.min(values.max(1))
+            }
+            _ => working,
+        };
+        if reading >= planned {
+            return pieces;
+        }
+        let parts = planned.div_ceil(reading);
         pieces
             .into_iter()
             .flat_map(|piece| {
@@ -204,6 +223,21 @@ impl ScanPieces {
                     .unwrap_or_else(|| vec![piece])
             })
             .collect()
+    }
+}
+
+impl ScanPieces {
+    /// See [`bloom::values_looked_up`], over the cached footers of the
+    /// files of `pieces` that read something.
+    fn values_looked_up(&self, pieces: &[cut::Piece], config: &FileScanConfig) -> Option<usize> {
+        let mut footers: Vec<Arc<ParquetMetaData>> = Vec::new();
+        for piece in pieces.iter().filter(|piece| piece.bytes > 0) {
+            let footer = cut::cached_footer(self.footers.as_ref(), &piece.file)?;
+            if !footers.iter().any(|seen| Arc::ptr_eq(seen, &footer)) {
+                footers.push(footer);
+            }
+        }
+        bloom::values_looked_up(config, &footers)
     }
 }
 
@@ -277,6 +311,17 @@ mod tests {
         files: usize,
         group_rows: usize,
     ) -> (tempfile::TempDir, SessionContext) {
+        session_of(min_piece_bytes, files, group_rows, false)
+    }
+
+    /// [`session`], with a bloom filter on `v` in every row group when
+    /// `bloom` is set.
+    fn session_of(
+        min_piece_bytes: Option<u64>,
+        files: usize,
+        group_rows: usize,
+        bloom: bool,
+    ) -> (tempfile::TempDir, SessionContext) {
         let dir = tempfile::tempdir().unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
         for n in 0..files {
@@ -292,6 +337,7 @@ mod tests {
                 .set_data_page_row_count_limit(1_000)
                 .set_write_batch_size(1_000)
                 .set_dictionary_enabled(false)
+                .set_bloom_filter_enabled(bloom)
                 .build();
             let file = std::fs::File::create(dir.path().join(name)).unwrap();
             let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).unwrap();
@@ -483,6 +529,23 @@ mod tests {
         // 7 + 8 + … + 19,999 = 19,999 × 20,000 / 2 − (0 + … + 6).
         let (_, sum) = answer(&ctx, "SELECT sum(v) FROM (SELECT v FROM t WHERE v >= 7)").await;
         assert_eq!(sum, vec![199_990_000 - 21]);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_by_a_bloom_filtered_value_cuts_every_row_group() {
+        // Three files of one row group each: three working pieces for two
+        // partitions, but the bloom filters leave one row group of them.
+        let sql = "SELECT count(*), sum(v) FROM (SELECT v FROM t WHERE v = 25007)";
+        for (bloom, cut) in [(false, 0), (true, 6)] {
+            let (_dir, ctx) = session_of(Some(1), 3, 20_000, bloom);
+            let (_, first) = answer(&ctx, sql).await;
+            assert_eq!(first, vec![1]);
+            let (plan, again) = answer(&ctx, sql).await;
+            assert_eq!(again, vec![1]);
+            assert_eq!(row_range_pieces(&plan), cut, "bloom filters: {bloom}");
+            let (_, sum) = answer(&ctx, "SELECT sum(v) FROM t WHERE v IN (25007, 59999)").await;
+            assert_eq!(sum, vec![25_007 + 59_999]);
+        }
     }
 
     #[tokio::test]
