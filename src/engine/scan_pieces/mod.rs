@@ -206,12 +206,10 @@ impl ScanPieces {
         }
         // Past the pieces the rule aims for, the row groups a bloom filter
         // passes by chance are enough to share out.
-        let reading = match self.values_looked_up(&pieces, config) {
-            Some(values) if working <= planned * PIECES_PER_PARTITION as usize => {
-                working.min(values.max(1))
-            }
-            _ => working,
-        };
+        let looked_up = (working <= planned * PIECES_PER_PARTITION as usize)
+            .then(|| self.values_looked_up(&pieces, config))
+            .flatten();
+        let reading = looked_up.map_or(working, |values| working.min(values.max(1)));
         if reading >= planned {
             return pieces;
         }
@@ -224,9 +222,7 @@ impl ScanPieces {
             })
             .collect()
     }
-}
 
-impl ScanPieces {
     /// See [`bloom::values_looked_up`], over the cached footers of the
     /// files of `pieces` that read something.
     fn values_looked_up(&self, pieces: &[cut::Piece], config: &FileScanConfig) -> Option<usize> {
