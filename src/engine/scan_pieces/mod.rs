@@ -267,12 +267,17 @@ mod tests {
 
     /// The pieces of every file scan in `plan`, by partition.
     fn pieces(plan: &Arc<dyn ExecutionPlan>) -> Vec<usize> {
+        scan_groups(plan).iter().map(FileGroup::len).collect()
+    }
+
+    /// The file groups (partitions) of every file scan in `plan`.
+    fn scan_groups(plan: &Arc<dyn ExecutionPlan>) -> Vec<FileGroup> {
         let mut groups = Vec::new();
         plan.apply(|node| {
             if let Some(scan) = node.downcast_ref::<DataSourceExec>()
                 && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
             {
-                groups.extend(config.file_groups.iter().map(FileGroup::len));
+                groups.extend(config.file_groups.iter().cloned());
             }
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
         })
@@ -390,21 +395,15 @@ mod tests {
 
     /// Every piece of the scans in `plan`: its file's name and its range.
     fn piece_ranges(plan: &Arc<dyn ExecutionPlan>) -> Vec<(String, u64, u64)> {
-        let mut ranges = Vec::new();
-        plan.apply(|node| {
-            if let Some(scan) = node.downcast_ref::<DataSourceExec>()
-                && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
-            {
-                for file in config.file_groups.iter().flat_map(FileGroup::iter) {
-                    let name = file.object_meta.location.filename().unwrap().to_string();
-                    let (start, end) = file.range();
-                    ranges.push((name, start, end));
-                }
-            }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        })
-        .unwrap();
-        ranges
+        scan_groups(plan)
+            .iter()
+            .flat_map(FileGroup::iter)
+            .map(|file| {
+                let name = file.object_meta.location.filename().unwrap().to_string();
+                let (start, end) = file.range();
+                (name, start, end)
+            })
+            .collect()
     }
 
     /// The first byte of each row group of `file`, read from its footer.
@@ -492,22 +491,11 @@ mod tests {
     /// group (carry an access plan).
     fn row_range_pieces(plan: &Arc<dyn ExecutionPlan>) -> usize {
         use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
-        let mut count = 0;
-        plan.apply(|node| {
-            if let Some(scan) = node.downcast_ref::<DataSourceExec>()
-                && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
-            {
-                count += config
-                    .file_groups
-                    .iter()
-                    .flat_map(FileGroup::iter)
-                    .filter(|file| file.extensions.get::<ParquetAccessPlan>().is_some())
-                    .count();
-            }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        })
-        .unwrap();
-        count
+        scan_groups(plan)
+            .iter()
+            .flat_map(FileGroup::iter)
+            .filter(|file| file.extensions.get::<ParquetAccessPlan>().is_some())
+            .count()
     }
 
     #[tokio::test]
