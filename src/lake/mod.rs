@@ -7,6 +7,7 @@ pub(crate) mod ddl;
 pub mod integrity;
 pub(crate) mod journal;
 pub(crate) mod layout;
+pub(crate) mod local_reads;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub mod parquet;
@@ -185,14 +186,14 @@ impl Lake {
     /// [`SnapshotStore::replacements`] tells whether a failed query read a
     /// file that a conversion replaced meanwhile.
     pub fn register_store(&self, ctx: &SessionContext) -> Arc<SnapshotStore> {
-        let (url, inner) = match &self.store_url {
-            Some(url) => (url.clone(), self.store.clone()),
+        let (url, store) = match &self.store_url {
+            Some(url) => (url.clone(), SnapshotStore::new(self.store.clone())),
             None => (
                 Url::parse("file://").expect("file:// is a URL"),
-                Arc::new(LocalFileSystem::new()) as Arc<dyn ObjectStore>,
+                SnapshotStore::local(Arc::new(LocalFileSystem::new())),
             ),
         };
-        let store = Arc::new(SnapshotStore::new(inner));
+        let store = Arc::new(store);
         ctx.register_object_store(&url, store.clone());
         store
     }

@@ -13,25 +13,39 @@
 //! returns the bytes of the listed file or fails with a one-line
 //! "was replaced" error; [`SnapshotStore::replacements`] counts those, so the
 //! engine can plan the query again over the new listing.
+//!
+//! Over a local lake it also reads byte ranges itself
+//! ([`local_reads`](super::local_reads)): on the calling thread while the
+//! page cache holds them, instead of two hand-offs to tokio's blocking pool
+//! a range.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    OBJECT_STORE_COALESCE_DEFAULT, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, RenameOptions, Result, coalesce_ranges,
 };
+
+use super::local_reads::LocalFile;
 
 /// An object store whose reads see the objects as they were listed.
 #[derive(Debug)]
 pub struct SnapshotStore {
     inner: Arc<dyn ObjectStore>,
+    /// The inner store when it is the local file system, whose range reads
+    /// this store does itself.
+    local: Option<Arc<LocalFileSystem>>,
     /// The e_tag each path had when it was last listed or looked up.
     listed: Arc<Mutex<HashMap<Path, String>>>,
     /// How many reads found their object replaced since it was listed.
@@ -42,8 +56,18 @@ impl SnapshotStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         SnapshotStore {
             inner,
+            local: None,
             listed: Arc::default(),
             replacements: AtomicU64::new(0),
+        }
+    }
+
+    /// Over the local file system, reading ranges on the calling thread
+    /// while the page cache holds them.
+    pub fn local(files: Arc<LocalFileSystem>) -> Self {
+        SnapshotStore {
+            local: Some(files.clone()),
+            ..Self::new(files)
         }
     }
 
@@ -82,6 +106,99 @@ impl SnapshotStore {
             .lock()
             .expect("the e_tag map is never poisoned")
             .remove(location);
+    }
+
+    /// The e_tag `location` had when it was listed, if it was.
+    fn listed_e_tag(&self, location: &Path) -> Option<String> {
+        self.listed
+            .lock()
+            .expect("the e_tag map is never poisoned")
+            .get(location)
+            .cloned()
+    }
+
+    /// Counts a read of a listed object that changed or went away, and
+    /// forgets its e_tag so that the next listing reads the new version.
+    fn replaced(&self, location: &Path, path: String) -> object_store::Error {
+        self.replacements.fetch_add(1, Ordering::Relaxed);
+        self.forget(location);
+        object_store::Error::Generic {
+            store: "lake",
+            source: Box::new(Replaced { path }),
+        }
+    }
+
+    /// A local file opened for reads, if it is still the version listed.
+    fn open_listed(
+        &self,
+        files: &LocalFileSystem,
+        location: &Path,
+    ) -> Result<(LocalFile, std::path::PathBuf)> {
+        let path = files.path_to_filesystem(location)?;
+        let expected = self.listed_e_tag(location);
+        let file = match LocalFile::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(match expected {
+                    Some(_) => self.replaced(location, path.display().to_string()),
+                    None => object_store::Error::NotFound {
+                        path: path.display().to_string(),
+                        source: Box::new(e),
+                    },
+                });
+            }
+            Err(e) => return Err(local_error(&path, e)),
+        };
+        if expected.is_some_and(|tag| tag != file.e_tag()) {
+            return Err(self.replaced(location, path.display().to_string()));
+        }
+        Ok((file, path))
+    }
+
+    /// `ranges` of a local file, held to the version that was listed.
+    async fn local_ranges(
+        &self,
+        files: &LocalFileSystem,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>> {
+        let (file, path) = self.open_listed(files, location)?;
+        file.read_ranges(ranges)
+            .await
+            .map_err(|e| local_error(&path, e))
+    }
+
+    /// One range of a local file (footers, page indexes), as `get_opts`
+    /// returns it.
+    async fn local_get(
+        &self,
+        files: &LocalFileSystem,
+        location: &Path,
+        range: &GetRange,
+    ) -> Result<GetResult> {
+        let (file, path) = self.open_listed(files, location)?;
+        let meta = file.meta(location.clone());
+        let range = range
+            .as_range(meta.size)
+            .map_err(|e| local_error(&path, std::io::Error::other(e)))?;
+        let mut bytes = file
+            .read_ranges(std::slice::from_ref(&range))
+            .await
+            .map_err(|e| local_error(&path, e))?;
+        let bytes = bytes.pop().expect("one range asked, one read");
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed()),
+            attributes: Default::default(),
+            range,
+            meta,
+        })
+    }
+}
+
+fn local_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: format!("{}: {e}", path.display()).into(),
     }
 }
 
@@ -122,17 +239,23 @@ impl ObjectStore for SnapshotStore {
     }
 
     async fn get_opts(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
+        if let (Some(files), Some(range)) = (&self.local, &options.range)
+            && !options.head
+            && options.if_match.is_none()
+            && options.if_none_match.is_none()
+            && options.if_modified_since.is_none()
+            && options.if_unmodified_since.is_none()
+            && options.version.is_none()
+        {
+            return self.local_get(files, location, range).await;
+        }
         if options.head {
             let result = self.inner.get_opts(location, options).await?;
             Self::remember(&self.listed, &result.meta);
             return Ok(result);
         }
         let expected = if options.if_match.is_none() && options.version.is_none() {
-            self.listed
-                .lock()
-                .expect("the e_tag map is never poisoned")
-                .get(location)
-                .cloned()
+            self.listed_e_tag(location)
         } else {
             None
         };
@@ -142,15 +265,24 @@ impl ObjectStore for SnapshotStore {
             Err(
                 object_store::Error::Precondition { path, .. }
                 | object_store::Error::NotFound { path, .. },
-            ) if conditional => {
-                self.replacements.fetch_add(1, Ordering::Relaxed);
-                self.forget(location);
-                Err(object_store::Error::Generic {
-                    store: "lake",
-                    source: Box::new(Replaced { path }),
-                })
-            }
+            ) if conditional => Err(self.replaced(location, path)),
             other => other,
+        }
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        match &self.local {
+            Some(files) => self.local_ranges(files, location, ranges).await,
+            // What the trait does by default, through this store's
+            // conditional `get_opts`.
+            None => {
+                coalesce_ranges(
+                    ranges,
+                    |range| self.get_range(location, range),
+                    OBJECT_STORE_COALESCE_DEFAULT,
+                )
+                .await
+            }
         }
     }
 
@@ -239,6 +371,71 @@ mod tests {
         let _: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
         assert_eq!(store.get_range(&path, 0..3).await.unwrap().as_ref(), b"new");
         assert_eq!(store.replacements(), 1);
+    }
+
+    /// Over a local lake the store reads ranges itself, held to the listed
+    /// version as `get_opts` is: a replaced or removed file is "replaced",
+    /// a path never listed and missing is "not found".
+    #[tokio::test]
+    async fn local_range_reads_see_the_listed_file() {
+        const FIRST_THREE: &[Range<u64>] = std::slice::from_ref(&(0..3));
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::local(Arc::new(
+            LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+        ));
+        std::fs::write(dir.path().join("a.parquet"), b"old bytes").unwrap();
+        let listed: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
+        let path = listed[0].location.clone();
+        let got = store.get_ranges(&path, &[4..9, 0..3]).await.unwrap();
+        assert_eq!(got, [&b"bytes"[..], &b"old"[..]]);
+        let options = GetOptions::new().with_range(Some(GetRange::Suffix(5)));
+        let suffix = store.get_opts(&path, options).await.unwrap();
+        assert_eq!(suffix.range, 4..9);
+        assert_eq!(suffix.meta.e_tag, listed[0].e_tag);
+        assert_eq!(suffix.meta.size, 9);
+        assert_eq!(suffix.bytes().await.unwrap().as_ref(), b"bytes");
+
+        std::fs::write(dir.path().join(".a.tmp"), b"new, longer bytes").unwrap();
+        std::fs::rename(dir.path().join(".a.tmp"), dir.path().join("a.parquet")).unwrap();
+        let err = store
+            .get_ranges(&path, FIRST_THREE)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.parquet was replaced while the query read it"),
+            "{err}"
+        );
+        assert_eq!(store.replacements(), 1);
+
+        let _: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
+        let got = store.get_ranges(&path, FIRST_THREE).await.unwrap();
+        assert_eq!(got, [&b"new"[..]]);
+        std::fs::remove_file(dir.path().join("a.parquet")).unwrap();
+        let err = store
+            .get_ranges(&path, FIRST_THREE)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.parquet was replaced while the query read it"),
+            "{err}"
+        );
+        assert_eq!(store.replacements(), 2);
+
+        let err = store
+            .get_ranges(&Path::from("c"), FIRST_THREE)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
+        let err = store
+            .get_ranges(&Path::from("a.parquet"), FIRST_THREE)
+            .await;
+        assert!(
+            matches!(err, Err(object_store::Error::NotFound { .. })),
+            "{err:?}"
+        );
+        assert_eq!(store.replacements(), 2);
     }
 
     /// A path never listed reads as the inner store reads it.
