@@ -394,6 +394,12 @@ mod tests {
         assert_eq!(suffix.meta.e_tag, listed[0].e_tag);
         assert_eq!(suffix.meta.size, 9);
         assert_eq!(suffix.bytes().await.unwrap().as_ref(), b"bytes");
+        let err = store.get_ranges(&path, &[0..3, 5..10]).await.unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("a.parquet: bytes 5..10 asked of a file of 9 bytes"),
+            "{err}"
+        );
 
         std::fs::write(dir.path().join(".a.tmp"), b"new, longer bytes").unwrap();
         std::fs::rename(dir.path().join(".a.tmp"), dir.path().join("a.parquet")).unwrap();
