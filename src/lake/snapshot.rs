@@ -401,33 +401,36 @@ mod tests {
             "{err}"
         );
 
-        std::fs::write(dir.path().join(".a.tmp"), b"new, longer bytes").unwrap();
-        std::fs::rename(dir.path().join(".a.tmp"), dir.path().join("a.parquet")).unwrap();
-        let err = store
-            .get_ranges(&path, FIRST_THREE)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("a.parquet was replaced while the query read it"),
-            "{err}"
-        );
+        let replace = |bytes: &[u8]| {
+            std::fs::write(dir.path().join(".a.tmp"), bytes).unwrap();
+            std::fs::rename(dir.path().join(".a.tmp"), dir.path().join("a.parquet")).unwrap();
+        };
+        let replaced = |err: object_store::Error| {
+            let err = err.to_string();
+            assert!(
+                err.contains("a.parquet was replaced while the query read it"),
+                "{err}"
+            );
+        };
+        replace(b"new, longer bytes");
+        replaced(store.get_ranges(&path, FIRST_THREE).await.unwrap_err());
         assert_eq!(store.replacements(), 1);
 
         let _: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
         let got = store.get_ranges(&path, FIRST_THREE).await.unwrap();
         assert_eq!(got, [&b"new"[..]]);
-        std::fs::remove_file(dir.path().join("a.parquet")).unwrap();
-        let err = store
-            .get_ranges(&path, FIRST_THREE)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("a.parquet was replaced while the query read it"),
-            "{err}"
-        );
+        replace(b"newer bytes");
+        replaced(store.get_range(&path, 0..3).await.unwrap_err());
         assert_eq!(store.replacements(), 2);
+
+        let _: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(
+            store.get_range(&path, 0..5).await.unwrap().as_ref(),
+            b"newer"
+        );
+        std::fs::remove_file(dir.path().join("a.parquet")).unwrap();
+        replaced(store.get_ranges(&path, FIRST_THREE).await.unwrap_err());
+        assert_eq!(store.replacements(), 3);
 
         let err = store
             .get_ranges(&Path::from("c"), FIRST_THREE)
@@ -441,7 +444,7 @@ mod tests {
             matches!(err, Err(object_store::Error::NotFound { .. })),
             "{err:?}"
         );
-        assert_eq!(store.replacements(), 2);
+        assert_eq!(store.replacements(), 3);
     }
 
     /// A path never listed reads as the inner store reads it.
