@@ -75,6 +75,61 @@ created_at,actor,version,data
     assert_eq!(clean.status.code(), Some(0));
 }
 
+/// psql's backslash commands do what the dot commands do, where a statement
+/// would start: `\dt` is not the start of a statement that swallows the
+/// next lines, and `\q` leaves.
+#[test]
+fn psql_commands_are_understood() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let script = "\
+\\dt
+SELECT count(*) AS n FROM heroku;
+\\x
+SELECT 1 AS one, 'a' AS letter;
+\\x
+\\pset null '(none)'
+SELECT NULL AS nothing;
+\\pset format csv
+SELECT 2 AS two;
+\\timing
+\\timing off
+\\l
+\\q
+SELECT 3 AS three;
+";
+    let out = scripted(&lake, script);
+    assert_eq!(
+        stdout(&out),
+        "\
+heroku  14 rows  3 months, 2024-01 … 2024-03
+events  14 rows  3 months, 2024-01 … 2024-03
++----+
+| n  |
++----+
+| 14 |
++----+
+Expanded display is on.
+   one = 1
+letter = a
+Expanded display is off.
++---------+
+| nothing |
++---------+
+| (none)  |
++---------+
+two
+2
+Timing is on.
+"
+    );
+    assert_eq!(
+        stderr(&out),
+        "auditlake: error: unknown command \"\\l\"; .help lists the commands (psql's among them)\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
 /// A named query's plan is kept for the session and bound to new values on
 /// every run: each run answers for its own values, and a SET (which forgets
 /// the kept plans) changes nothing in the answers.
@@ -236,6 +291,32 @@ fn interactive_session_in_a_pseudo_terminal() {
     let history = std::fs::read_to_string(state.join("auditlake/history")).unwrap();
     assert!(history.contains("SELECT 41 + 1 AS answer;"), "{history}");
     assert!(history.contains(".tables"), "{history}");
+}
+
+/// On a terminal, a psql command runs when Enter is pressed (it needs no
+/// `;`), and `\q` leaves.
+#[test]
+fn psql_commands_in_a_pseudo_terminal() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auditlake"));
+    command
+        .args(["shell", "--lake", lake.to_str().unwrap()])
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(command, Some(20_000)).unwrap();
+    p.exp_string("auditlake> ").unwrap();
+    p.send_line("\\dt").unwrap();
+    p.exp_string("heroku  14 rows").unwrap();
+    p.exp_string("auditlake> ").unwrap();
+    p.send_line("\\x").unwrap();
+    p.exp_string("Expanded display is on.").unwrap();
+    p.send_line("SELECT 40 + 2 AS answer;").unwrap();
+    p.exp_string("answer = 42").unwrap();
+    p.exp_string("auditlake> ").unwrap();
+    p.send_line("\\q").unwrap();
+    p.exp_eof().unwrap();
 }
 
 /// `-c` and `-f` run, print and exit; the first error stops them with exit

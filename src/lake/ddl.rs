@@ -9,6 +9,8 @@
 //! `'`, `"`, spaces or `;` registers that lake and runs nothing else), and
 //! no credential is ever written into it.
 
+use std::borrow::Cow;
+
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 
 use crate::table::{EVENTS_VIEW, TableSpec};
@@ -99,6 +101,17 @@ fn comment_text(text: &str) -> String {
         .collect()
 }
 
+/// `text` as one word of a POSIX shell command, quoted when it needs to be,
+/// so a suggested command can be pasted as it is.
+fn shell_word(text: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(format!("'{}'", text.replace('\'', "'\\''")))
+    }
+}
+
 /// DDL registering `tables` (and the `events` view over them) in `engine`.
 pub fn render(
     engine: Engine,
@@ -108,7 +121,7 @@ pub fn render(
     if engine == Engine::Athena && !location.is_s3() {
         anyhow::bail!(
             "Athena reads tables from S3: copy the lake to S3 (e.g. `aws s3 sync {} s3://BUCKET/PREFIX`) and pass --lake s3://BUCKET/PREFIX",
-            location.root
+            shell_word(location.root)
         );
     }
     if engine == Engine::DuckDb && location.root.contains(['*', '?', '[', '{']) {
@@ -255,6 +268,14 @@ fn events_view(engine: Engine, tables: &[TableSpec]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggested_commands_quote_paths_for_the_shell() {
+        assert_eq!(shell_word("/srv/audit/lake"), "/srv/audit/lake");
+        assert_eq!(shell_word("/tmp/it's lake"), "'/tmp/it'\\''s lake'");
+        assert_eq!(shell_word("$HOME/lake"), "'$HOME/lake'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn duckdb_on_s3_uses_the_credential_chain_and_the_endpoint() {

@@ -1,4 +1,7 @@
-//! The shell's meta-commands (lines starting with `.`).
+//! The shell's meta-commands: DuckDB's dot commands (lines starting with
+//! `.`), and psql's backslash commands for the same things (`\q`, `\d`,
+//! `\timing`, …), so either habit works. Either kind is a command only where
+//! a statement would start.
 
 use std::path::PathBuf;
 
@@ -46,6 +49,33 @@ pub const META_COMMANDS: &[(&str, &str)] = &[
     (".quit", "leave the shell (also Ctrl-D)"),
 ];
 
+/// psql's backslash commands the shell understands, each the same as a dot
+/// command (for `.help` and completion).
+pub const PSQL_COMMANDS: &[(&str, &str)] = &[
+    ("\\q", ".quit"),
+    ("\\?", ".help"),
+    ("\\d, \\dt, \\dv", ".tables"),
+    ("\\d TABLE", ".schema TABLE"),
+    ("\\timing [on|off]", ".timer (without on|off: switch it)"),
+    (
+        "\\x [on|off]",
+        ".format line, or back to table (without on|off: switch it)",
+    ),
+    ("\\i FILE, \\ir FILE", ".read FILE"),
+    ("\\o [FILE]", ".output FILE, or back to stdout"),
+    (
+        "\\pset format NAME",
+        ".format NAME (psql's aligned and wrapped are table)",
+    ),
+    ("\\pset null TEXT", ".nullvalue TEXT"),
+];
+
+/// Whether `line`, where a statement would start, is a meta-command rather
+/// than SQL: no statement starts with `.` or `\`.
+pub fn is_meta_line(line: &str) -> bool {
+    line.trim_start().starts_with(['.', '\\'])
+}
+
 /// What `.format` accepts, for its usage line and completion.
 pub const FORMAT_NAMES: &[&str] = &[
     "table", "box", "line", "csv", "tsv", "json", "ndjson", "markdown",
@@ -69,7 +99,11 @@ pub enum MetaCommand {
     Types(bool),
     NullValue(String),
     Last,
-    Timer(bool),
+    /// `None`: switch it (psql's `\timing`).
+    Timer(Option<bool>),
+    /// psql's `\x`: one line per value (`.format line`), or back to tables.
+    /// `None`: switch it.
+    Expanded(Option<bool>),
     Echo(bool),
     Bail(bool),
     Read(PathBuf),
@@ -78,13 +112,17 @@ pub enum MetaCommand {
 }
 
 impl MetaCommand {
-    /// Parses a `.command args` line; the error says what is expected.
+    /// Parses a `.command args` or `\command args` line; the error says
+    /// what is expected.
     pub fn parse(line: &str) -> Result<MetaCommand, String> {
         let line = line.trim();
         let (command, rest) = line
             .split_once(char::is_whitespace)
             .map_or((line, ""), |(c, r)| (c, r.trim()));
         let args: Vec<&str> = rest.split_whitespace().collect();
+        if command.starts_with('\\') {
+            return parse_psql(command, &args, rest);
+        }
         let usage = |u: &str| Err(format!("usage: {u}"));
         let switch = |name: &str| match args.as_slice() {
             ["on"] => Ok(true),
@@ -127,7 +165,7 @@ impl MetaCommand {
             (".nullvalue", [_, ..]) => Ok(MetaCommand::NullValue(unquote(rest).to_string())),
             (".nullvalue", []) => usage(".nullvalue TEXT"),
             (".last", []) => Ok(MetaCommand::Last),
-            (".timer", _) => switch(".timer").map(MetaCommand::Timer),
+            (".timer", _) => switch(".timer").map(|on| MetaCommand::Timer(Some(on))),
             (".echo", _) => switch(".echo").map(MetaCommand::Echo),
             (".bail", _) => switch(".bail").map(MetaCommand::Bail),
             (".read", [_, ..]) => Ok(MetaCommand::Read(PathBuf::from(unquote(rest)))),
@@ -140,6 +178,46 @@ impl MetaCommand {
                 "unknown command {command:?}; .help lists the commands"
             )),
         }
+    }
+}
+
+/// psql's backslash commands, as the dot commands they stand for.
+fn parse_psql(command: &str, args: &[&str], rest: &str) -> Result<MetaCommand, String> {
+    let usage = |u: &str| Err(format!("usage: {u}"));
+    let switch = |name: &str| match args {
+        [] => Ok(None),
+        ["on"] => Ok(Some(true)),
+        ["off"] => Ok(Some(false)),
+        _ => Err(format!("usage: {name} [on|off]")),
+    };
+    match (command, args) {
+        ("\\q" | "\\quit", []) => Ok(MetaCommand::Quit),
+        ("\\?", _) => Ok(MetaCommand::Help),
+        ("\\d" | "\\d+" | "\\dt" | "\\dt+" | "\\dv" | "\\dv+", []) => Ok(MetaCommand::Tables),
+        ("\\d" | "\\d+", [_, ..]) => Ok(MetaCommand::Schema(Some(unquote(rest).to_string()))),
+        ("\\timing", _) => switch("\\timing").map(MetaCommand::Timer),
+        ("\\x", _) => switch("\\x").map(MetaCommand::Expanded),
+        ("\\i" | "\\ir", [_, ..]) => Ok(MetaCommand::Read(PathBuf::from(unquote(rest)))),
+        ("\\i" | "\\ir", []) => usage(&format!("{command} FILE")),
+        ("\\o", []) => Ok(MetaCommand::Output(None)),
+        ("\\o", [_, ..]) => Ok(MetaCommand::Output(Some(PathBuf::from(unquote(rest))))),
+        ("\\pset", ["format", name]) => {
+            let name = match *name {
+                "aligned" | "wrapped" => "table",
+                other => other,
+            };
+            format_named(name)
+                .map(MetaCommand::Format)
+                .ok_or_else(|| format!("usage: \\pset format aligned|{}", FORMAT_NAMES.join("|")))
+        }
+        ("\\pset", ["null", _, ..]) => {
+            let text = rest.strip_prefix("null").unwrap_or(rest).trim();
+            Ok(MetaCommand::NullValue(unquote(text).to_string()))
+        }
+        ("\\pset", _) => usage("\\pset format NAME | \\pset null TEXT"),
+        _ => Err(format!(
+            "unknown command \"{command}\"; .help lists the commands (psql's among them)"
+        )),
     }
 }
 
@@ -175,6 +253,10 @@ pub fn help_text() -> String {
     );
     for (usage, description) in META_COMMANDS {
         text.push_str(&format!("  {usage:<52} {description}\n"));
+    }
+    text.push_str("psql's commands work too:\n");
+    for (usage, same_as) in PSQL_COMMANDS {
+        text.push_str(&format!("  {usage:<52} {same_as}\n"));
     }
     text
 }
@@ -244,5 +326,64 @@ mod tests {
             MetaCommand::parse(".nope"),
             Err("unknown command \".nope\"; .help lists the commands".into())
         );
+    }
+
+    #[test]
+    fn psql_commands_are_the_dot_commands() {
+        let parsed = |line: &str| MetaCommand::parse(line);
+        assert_eq!(parsed("\\q"), Ok(MetaCommand::Quit));
+        assert_eq!(parsed("  \\?"), Ok(MetaCommand::Help));
+        for tables in ["\\d", "\\dt", "\\dv", "\\d+", "\\dt+"] {
+            assert_eq!(parsed(tables), Ok(MetaCommand::Tables), "{tables}");
+        }
+        assert_eq!(
+            parsed("\\d heroku"),
+            Ok(MetaCommand::Schema(Some("heroku".into())))
+        );
+        assert_eq!(
+            parsed("\\d+ \"my events\""),
+            Ok(MetaCommand::Schema(Some("my events".into())))
+        );
+        assert_eq!(parsed("\\timing"), Ok(MetaCommand::Timer(None)));
+        assert_eq!(parsed("\\timing off"), Ok(MetaCommand::Timer(Some(false))));
+        assert_eq!(parsed(".timer on"), Ok(MetaCommand::Timer(Some(true))));
+        assert_eq!(
+            parsed("\\timing maybe"),
+            Err("usage: \\timing [on|off]".into())
+        );
+        assert_eq!(parsed("\\x"), Ok(MetaCommand::Expanded(None)));
+        assert_eq!(parsed("\\x on"), Ok(MetaCommand::Expanded(Some(true))));
+        assert_eq!(
+            parsed("\\i 'my queries/a.sql'"),
+            Ok(MetaCommand::Read("my queries/a.sql".into()))
+        );
+        assert_eq!(parsed("\\i"), Err("usage: \\i FILE".into()));
+        assert_eq!(parsed("\\o"), Ok(MetaCommand::Output(None)));
+        assert_eq!(
+            parsed("\\o out.csv"),
+            Ok(MetaCommand::Output(Some("out.csv".into())))
+        );
+        assert_eq!(
+            parsed("\\pset format csv"),
+            Ok(MetaCommand::Format(OutputFormat::Csv))
+        );
+        assert_eq!(
+            parsed("\\pset format aligned"),
+            Ok(MetaCommand::Format(OutputFormat::Table))
+        );
+        assert_eq!(
+            parsed("\\pset null '(null)'"),
+            Ok(MetaCommand::NullValue("(null)".into()))
+        );
+        assert_eq!(
+            parsed("\\pset border 2"),
+            Err("usage: \\pset format NAME | \\pset null TEXT".into())
+        );
+        assert_eq!(
+            parsed("\\l"),
+            Err("unknown command \"\\l\"; .help lists the commands (psql's among them)".into())
+        );
+        assert!(is_meta_line("  \\dt") && is_meta_line(".tables"));
+        assert!(!is_meta_line("SELECT '\\d'"));
     }
 }

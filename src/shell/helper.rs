@@ -1,7 +1,8 @@
 //! rustyline helper: completion of SQL keywords, table and column names,
-//! meta-commands, named queries and file paths (inside a `'…'` string, and
-//! after `.read` and `.output`); keyword highlighting; multi-line
-//! statements (Enter inserts a newline until the statement ends with `;`).
+//! meta-commands (psql's too), named queries and file paths (inside a `'…'`
+//! string, and after `.read`, `.output`, `\i` and `\o`); keyword
+//! highlighting; multi-line statements (Enter inserts a newline until the
+//! statement ends with `;`).
 
 use std::borrow::Cow;
 
@@ -11,7 +12,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
-use super::command::{FORMAT_NAMES, META_COMMANDS};
+use super::command::{FORMAT_NAMES, META_COMMANDS, PSQL_COMMANDS, is_meta_line};
 use crate::statements::{Lexeme, is_complete, lex};
 
 /// SQL keywords offered for completion and highlighted.
@@ -117,13 +118,23 @@ impl Completer for ShellHelper {
         if let Some(typed) = path_being_typed(before) {
             return Ok((pos - typed.len(), complete_path(typed)));
         }
-        let start = before
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
-            .map_or(0, |i| i + 1);
-        let word = &before[start..];
         let trimmed = before.trim_start();
+        let start = if trimmed.starts_with('\\') && !trimmed.contains(' ') {
+            pos - trimmed.len()
+        } else {
+            before
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
+                .map_or(0, |i| i + 1)
+        };
+        let word = &before[start..];
         let mut candidates: Vec<String> = Vec::new();
-        if trimmed.starts_with('.') && !trimmed.contains(' ') {
+        if trimmed.starts_with('\\') && !trimmed.contains(' ') {
+            candidates.extend(psql_command_names());
+        } else if trimmed.starts_with("\\d ") || trimmed.starts_with("\\d+ ") {
+            candidates.extend(self.vocabulary.tables.iter().cloned());
+        } else if trimmed.starts_with('\\') {
+            return Ok((pos, Vec::new()));
+        } else if trimmed.starts_with('.') && !trimmed.contains(' ') {
             candidates.extend(
                 META_COMMANDS
                     .iter()
@@ -149,7 +160,7 @@ impl Completer for ShellHelper {
             candidates.extend(self.vocabulary.tables.iter().cloned());
             candidates.extend(self.vocabulary.columns.iter().cloned());
         }
-        if word.is_empty() && !trimmed.starts_with('.') {
+        if word.is_empty() && !is_meta_line(trimmed) {
             return Ok((pos, Vec::new()));
         }
         let needle = word.to_lowercase();
@@ -167,17 +178,27 @@ impl Completer for ShellHelper {
     }
 }
 
+/// The names of the psql commands (`\d`, `\timing`, …), as typed.
+fn psql_command_names() -> impl Iterator<Item = String> {
+    PSQL_COMMANDS.iter().flat_map(|(usage, _)| {
+        usage
+            .split(", ")
+            .filter_map(|u| u.split_whitespace().next())
+            .map(str::to_string)
+    })
+}
+
 /// The path typed so far, when the cursor is in one: inside an unclosed
 /// `'…'` string of SQL (`COPY … TO '`, `read_parquet('`), or the argument
 /// of `.read` and `.output`.
 fn path_being_typed(before: &str) -> Option<&str> {
     let trimmed = before.trim_start();
-    for command in [".read ", ".output "] {
+    for command in [".read ", ".output ", "\\i ", "\\ir ", "\\o "] {
         if let Some(rest) = trimmed.strip_prefix(command) {
             return Some(rest.trim_start().trim_start_matches(['\'', '"']));
         }
     }
-    if trimmed.starts_with('.') {
+    if is_meta_line(trimmed) {
         return None;
     }
     let (pieces, open) = lex(before);
@@ -221,7 +242,7 @@ impl Validator for ShellHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
         let input = ctx.input();
         let trimmed = input.trim();
-        if trimmed.is_empty() || trimmed.starts_with('.') || is_complete(input) {
+        if trimmed.is_empty() || is_meta_line(trimmed) || is_complete(input) {
             Ok(ValidationResult::Valid(None))
         } else {
             Ok(ValidationResult::Incomplete)
@@ -231,7 +252,7 @@ impl Validator for ShellHelper {
 
 impl Highlighter for ShellHelper {
     fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
-        if !self.color || line.trim_start().starts_with('.') {
+        if !self.color || is_meta_line(line) {
             return Cow::Borrowed(line);
         }
         Cow::Owned(highlight_sql(line))
@@ -279,6 +300,9 @@ mod tests {
         assert_eq!(path_being_typed("COPY t TO 'out/x"), Some("out/x"));
         assert_eq!(path_being_typed("SELECT * FROM read_parquet('"), Some(""));
         assert_eq!(path_being_typed(".read queries/a"), Some("queries/a"));
+        assert_eq!(path_being_typed("\\i queries/a"), Some("queries/a"));
+        assert_eq!(path_being_typed("\\o 'out/r"), Some("out/r"));
+        assert_eq!(path_being_typed("\\d her"), None);
         assert_eq!(path_being_typed("SELECT 'done' FROM t"), None);
         assert_eq!(path_being_typed("SELECT \"it's"), None);
 
@@ -298,6 +322,22 @@ mod tests {
                 ("lake/".to_string(), format!("{base}/lake/")),
                 ("late.sql".to_string(), format!("{base}/late.sql")),
             ]
+        );
+    }
+
+    #[test]
+    fn psql_commands_are_offered_as_typed() {
+        let names: Vec<String> = psql_command_names().collect();
+        for name in [
+            "\\q", "\\?", "\\d", "\\dt", "\\dv", "\\timing", "\\x", "\\ir", "\\o",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with('\\') && !n.contains(' ')),
+            "{names:?}"
         );
     }
 

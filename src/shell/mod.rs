@@ -323,7 +323,26 @@ impl Shell {
             MetaCommand::MaxWidth(n) => s.max_width = n,
             MetaCommand::Types(on) => s.types = Some(on),
             MetaCommand::NullValue(text) => s.null = text,
-            MetaCommand::Timer(on) => s.timer = on,
+            MetaCommand::Timer(on) => {
+                s.timer = on.unwrap_or(!s.timer);
+                if on.is_none() {
+                    println!("Timing is {}.", if s.timer { "on" } else { "off" });
+                }
+            }
+            MetaCommand::Expanded(on) => {
+                let expanded = on.unwrap_or(s.format != OutputFormat::Line);
+                s.format = if expanded {
+                    OutputFormat::Line
+                } else {
+                    OutputFormat::Table
+                };
+                if on.is_none() {
+                    println!(
+                        "Expanded display is {}.",
+                        if expanded { "on" } else { "off" }
+                    );
+                }
+            }
             MetaCommand::Echo(on) => s.echo = on,
             MetaCommand::Bail(on) => s.bail = on,
             MetaCommand::Last => self.print_last().await?,

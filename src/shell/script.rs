@@ -1,6 +1,6 @@
 //! Text run as if typed: stdin, `-c`, `-f`, `.read` and the rc file. Lines
-//! starting with `.` (outside a statement) are meta-commands; the rest are
-//! SQL, run statement by statement as each one completes.
+//! starting with `.` or `\` (outside a statement) are meta-commands; the rest
+//! are SQL, run statement by statement as each one completes.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use std::pin::Pin;
 
 use anyhow::Context;
 
+use super::command::is_meta_line;
 use super::{Flow, Shell, report};
 use crate::statements::{is_complete, split_statements};
 
@@ -137,7 +138,7 @@ impl Shell {
         if feed.buffer.trim().is_empty() {
             feed.buffer.clear();
             feed.start = feed.line;
-            if line.trim_start().starts_with('.') {
+            if is_meta_line(line) {
                 return self.meta_line(feed, line.trim()).await;
             }
         }
