@@ -219,6 +219,35 @@ fn output_goes_to_a_file_and_back() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "a\n1\n");
 }
 
+/// `.once` takes the next result only (a failed one too), then results go
+/// where they went before: stdout, or the `.output` file.
+#[test]
+fn once_takes_the_next_result_only() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let once = dir.path().join("once.csv");
+    let failed = dir.path().join("failed.csv");
+    let kept = dir.path().join("kept.csv");
+    let script = format!(
+        ".format csv\n.once {once}\nSELECT 1 AS a;\nSELECT 2 AS b;\n\
+         .once {failed}\nSELECT nope FROM heroku;\nSELECT 3 AS c;\n\
+         .output {kept}\nSELECT 4 AS d;\n.once {once}\nSELECT 5 AS e;\nSELECT 6 AS f;\n",
+        once = once.display(),
+        failed = failed.display(),
+        kept = kept.display()
+    );
+    let out = scripted(&lake, &script);
+    assert_eq!(stdout(&out), "b\n2\nc\n3\n");
+    assert_eq!(std::fs::read_to_string(&once).unwrap(), "e\n5\n");
+    assert_eq!(std::fs::read_to_string(&failed).unwrap(), "");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "d\n4\nf\n6\n");
+    assert!(
+        stderr(&out).contains("No field named nope"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn writes_are_refused_in_the_shell_too() {
     let dir = testdata_lake();

@@ -46,6 +46,7 @@ pub const META_COMMANDS: &[(&str, &str)] = &[
         ".output FILE|stdout",
         "write results to a file (never cut), or back to stdout",
     ),
+    (".once FILE", "write the next result only to a file"),
     (".quit", "leave the shell (also Ctrl-D)"),
 ];
 
@@ -108,6 +109,8 @@ pub enum MetaCommand {
     Bail(bool),
     Read(PathBuf),
     Output(Option<PathBuf>),
+    /// The next result only into this file.
+    Once(PathBuf),
     Quit,
 }
 
@@ -173,6 +176,8 @@ impl MetaCommand {
             (".output", ["stdout"]) => Ok(MetaCommand::Output(None)),
             (".output", [_, ..]) => Ok(MetaCommand::Output(Some(PathBuf::from(unquote(rest))))),
             (".output", _) => usage(".output FILE|stdout"),
+            (".once", [_, ..]) => Ok(MetaCommand::Once(PathBuf::from(unquote(rest)))),
+            (".once", []) => usage(".once FILE"),
             (".quit" | ".exit" | ".q", []) => Ok(MetaCommand::Quit),
             _ => Err(format!(
                 "unknown command {command:?}; .help lists the commands"
@@ -318,6 +323,11 @@ mod tests {
             MetaCommand::parse(".output stdout"),
             Ok(MetaCommand::Output(None))
         );
+        assert_eq!(
+            MetaCommand::parse(".once 'march report.csv'"),
+            Ok(MetaCommand::Once("march report.csv".into()))
+        );
+        assert_eq!(MetaCommand::parse(".once"), Err("usage: .once FILE".into()));
         assert_eq!(
             MetaCommand::parse(".timer maybe"),
             Err("usage: .timer on|off".into())

@@ -58,6 +58,8 @@ pub struct Shell {
     queries: Vec<NamedQuery>,
     settings: Settings,
     output: Option<(PathBuf, File)>,
+    /// After `.once`: where results go again once the next one is written.
+    after_once: Option<Option<(PathBuf, File)>>,
     last: LastResult,
     /// How deep `.read` files are nested.
     depth: usize,
@@ -92,6 +94,7 @@ impl Shell {
                 bail: false,
             },
             output: None,
+            after_once: None,
             last: LastResult::default(),
             depth: 0,
         }
@@ -235,8 +238,26 @@ impl Shell {
         }
     }
 
-    /// Runs one statement and prints its result where results go.
+    /// Runs one statement and prints its result where results go; a
+    /// `.once` file takes this result only, whether it succeeds or fails.
     async fn execute(&mut self, sql: &str, params: Option<ParamValues>) -> anyhow::Result<()> {
+        let result = self.execute_and_print(sql, params).await;
+        self.end_once();
+        result
+    }
+
+    /// Sends results back where they went before `.once`, if it was used.
+    fn end_once(&mut self) {
+        if let Some(previous) = self.after_once.take() {
+            self.output = previous;
+        }
+    }
+
+    async fn execute_and_print(
+        &mut self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
         let options = self.print_options();
         let watch = PlanWatch::default();
@@ -345,17 +366,32 @@ impl Shell {
             }
             MetaCommand::Echo(on) => s.echo = on,
             MetaCommand::Bail(on) => s.bail = on,
-            MetaCommand::Last => self.print_last().await?,
+            MetaCommand::Last => {
+                let printed = self.print_last().await;
+                self.end_once();
+                printed?
+            }
             MetaCommand::Read(path) => match self.run_file(&path).await? {
                 (Step::Quit, _) => return Ok(Flow::Quit),
                 (Step::Bail, _) | (_, true) => return Ok(Flow::Failed),
                 (Step::Continue, false) => {}
             },
-            MetaCommand::Output(None) => self.output = None,
+            MetaCommand::Output(None) => {
+                self.after_once = None;
+                self.output = None;
+            }
             MetaCommand::Output(Some(path)) => {
-                let file = File::create(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let file = create_output(&path)?;
+                self.after_once = None;
                 self.output = Some((path, file));
+            }
+            MetaCommand::Once(path) => {
+                let file = create_output(&path)?;
+                let previous = self.output.replace((path, file));
+                // A second `.once` before a result replaces the first.
+                if self.after_once.is_none() {
+                    self.after_once = Some(previous);
+                }
             }
         }
         Ok(Flow::Continue)
@@ -384,6 +420,11 @@ impl Shell {
         }
         Ok(())
     }
+}
+
+/// A file for `.output` or `.once`, created or emptied.
+fn create_output(path: &std::path::Path) -> anyhow::Result<File> {
+    File::create(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// Prints an error on one line, as the commands do.
