@@ -62,7 +62,7 @@ pub const PSQL_COMMANDS: &[(&str, &str)] = &[
         "\\x [on|off]",
         ".format line, or back to table (without on|off: switch it)",
     ),
-    ("\\i FILE, \\ir FILE", ".read FILE"),
+    ("\\i FILE", ".read FILE"),
     ("\\o [FILE]", ".output FILE, or back to stdout"),
     (
         "\\pset format NAME",
@@ -202,8 +202,8 @@ fn parse_psql(command: &str, args: &[&str], rest: &str) -> Result<MetaCommand, S
         ("\\d" | "\\d+", [_, ..]) => Ok(MetaCommand::Schema(Some(unquote(rest).to_string()))),
         ("\\timing", _) => switch("\\timing").map(MetaCommand::Timer),
         ("\\x", _) => switch("\\x").map(MetaCommand::Expanded),
-        ("\\i" | "\\ir", [_, ..]) => Ok(MetaCommand::Read(PathBuf::from(unquote(rest)))),
-        ("\\i" | "\\ir", []) => usage(&format!("{command} FILE")),
+        ("\\i", [_, ..]) => Ok(MetaCommand::Read(PathBuf::from(unquote(rest)))),
+        ("\\i", []) => usage("\\i FILE"),
         ("\\o", []) => Ok(MetaCommand::Output(None)),
         ("\\o", [_, ..]) => Ok(MetaCommand::Output(Some(PathBuf::from(unquote(rest))))),
         ("\\pset", ["format", name]) => {

@@ -193,7 +193,7 @@ fn psql_command_names() -> impl Iterator<Item = String> {
 /// of `.read` and `.output`.
 fn path_being_typed(before: &str) -> Option<&str> {
     let trimmed = before.trim_start();
-    for command in [".read ", ".output ", "\\i ", "\\ir ", "\\o "] {
+    for command in [".read ", ".output ", "\\i ", "\\o "] {
         if let Some(rest) = trimmed.strip_prefix(command) {
             return Some(rest.trim_start().trim_start_matches(['\'', '"']));
         }
@@ -329,7 +329,7 @@ mod tests {
     fn psql_commands_are_offered_as_typed() {
         let names: Vec<String> = psql_command_names().collect();
         for name in [
-            "\\q", "\\?", "\\d", "\\dt", "\\dv", "\\timing", "\\x", "\\ir", "\\o",
+            "\\q", "\\?", "\\d", "\\dt", "\\dv", "\\timing", "\\x", "\\i", "\\o",
         ] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
