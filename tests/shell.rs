@@ -322,32 +322,6 @@ fn interactive_session_in_a_pseudo_terminal() {
     assert!(history.contains(".tables"), "{history}");
 }
 
-/// On a terminal, a psql command runs when Enter is pressed (it needs no
-/// `;`), and `\q` leaves.
-#[test]
-fn psql_commands_in_a_pseudo_terminal() {
-    let dir = testdata_lake();
-    let lake = dir.path().join("lake");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_auditlake"));
-    command
-        .args(["shell", "--lake", lake.to_str().unwrap()])
-        .env("XDG_STATE_HOME", dir.path().join("state"))
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm");
-    let mut p = rexpect::session::spawn_command(command, Some(20_000)).unwrap();
-    p.exp_string("auditlake> ").unwrap();
-    p.send_line("\\dt").unwrap();
-    p.exp_string("heroku  14 rows").unwrap();
-    p.exp_string("auditlake> ").unwrap();
-    p.send_line("\\x").unwrap();
-    p.exp_string("Expanded display is on.").unwrap();
-    p.send_line("SELECT 40 + 2 AS answer;").unwrap();
-    p.exp_string("answer = 42").unwrap();
-    p.exp_string("auditlake> ").unwrap();
-    p.send_line("\\q").unwrap();
-    p.exp_eof().unwrap();
-}
-
 /// `-c` and `-f` run, print and exit; the first error stops them with exit
 /// code 1, located by file and line for `-f`.
 #[test]

@@ -287,3 +287,21 @@ fn progress_history_search_and_path_completion() {
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 }
+
+/// On a terminal, a psql command runs when Enter is pressed (it needs no
+/// `;`), and `\q` leaves.
+#[test]
+fn psql_commands_on_a_terminal() {
+    let dir = testdata_lake();
+    let mut p = terminal(&dir.path().join("lake"), &dir.path().join("state"), 80, &[]);
+    p.send_line("\\dt").unwrap();
+    p.exp_string("heroku  14 rows").unwrap();
+    p.exp_string("auditlake> ").unwrap();
+    p.send_line("\\x").unwrap();
+    p.exp_string("Expanded display is on.").unwrap();
+    p.send_line("SELECT 40 + 2 AS answer;").unwrap();
+    p.exp_string("answer = 42").unwrap();
+    p.exp_string("auditlake> ").unwrap();
+    p.send_line("\\q").unwrap();
+    p.exp_eof().unwrap();
+}
