@@ -456,3 +456,28 @@ pub fn store_error(e: object_store::Error, location: &str) -> anyhow::Error {
     };
     anyhow::anyhow!("{location}: {reason}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LAKE.md names the file of an owner with bytes outside
+    /// `[A-Za-z0-9._-]`: the escapes of [`layout::owner_file_name`], whose
+    /// `%` the object store writes as `%25`, on disk as in an S3 key.
+    #[tokio::test]
+    async fn owner_files_are_named_as_the_contract_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let key = PartitionKey {
+            year: 2024,
+            month: 3,
+            owner: "a/b c".into(),
+        };
+        let path = lake.partition_path("heroku", &key);
+        assert_eq!(path.filename(), Some("a%252Fb%2520c.parquet"));
+        lake.store.put(&path, "x".into()).await.unwrap();
+        let on_disk = dir.path().join("heroku/year=2024/month=3/a%252Fb%2520c.parquet");
+        assert!(on_disk.is_file(), "{on_disk:?} is missing");
+        assert_eq!(lake.relative(&path), "heroku/year=2024/month=3/a%252Fb%2520c.parquet");
+    }
+}
