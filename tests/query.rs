@@ -924,7 +924,7 @@ fn long_sql_plans_or_is_refused_in_one_line() {
         format!("SELECT count(*) FROM heroku WHERE {}", ors(5_000)),
         format!("SELECT count(*) FROM ({})", unions(2_000)),
         format!("SELECT {}", pluses(10_000)),
-        format!("SELECT count(*) FROM heroku WHERE {}", ands(50_000)),
+        format!("SELECT count(*) FROM heroku WHERE {}", ands(30_000)),
     ] {
         let out = run(sql);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -937,6 +937,15 @@ fn long_sql_plans_or_is_refused_in_one_line() {
             "{err}"
         );
     }
+    // Past 1 MiB of text a statement is refused before it is parsed: a
+    // 10 MB chain once took 15 s and 5 GB, then overflowed the stack.
+    let out = run(format!("SELECT {}", pluses(2_500_000)));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "auditlake: error: the statement is 10000004 bytes long; the limit is 1048576 (1 MiB): \
+         split it, and put long lists of values in a table to join\n"
+    );
     // Below the limit: no event has such a type; 500 rows; the sum.
     let plans = [
         (
@@ -956,7 +965,7 @@ fn long_sql_plans_or_is_refused_in_one_line() {
     // The shell says so and answers the next statement.
     let script = format!(
         ".format csv\nSELECT count(*) FROM heroku WHERE {};\nSELECT 42 AS answer;\n",
-        ands(50_000)
+        ands(30_000)
     );
     let out = auditlake_with_stdin(&["shell", "--lake", lake.to_str().unwrap()], &script);
     assert_eq!(stdout(&out), "answer\n42\n", "{}", stderr(&out));
@@ -964,6 +973,22 @@ fn long_sql_plans_or_is_refused_in_one_line() {
         stderr(&out).contains("the limit is 1000"),
         "{}",
         stderr(&out)
+    );
+
+    // A statement of 400,000 lines, 1.6 MB: the shell reads it in linear
+    // time (lexing the whole statement again at each line took 10 s for
+    // 40,000 lines), keeps at most the limit of it, refuses it in one line
+    // and answers the next statement.
+    let script = format!(
+        ".format csv\nSELECT 1\n{};\nSELECT 42 AS answer;\n",
+        "+ 1\n".repeat(400_000)
+    );
+    let out = auditlake_with_stdin(&["shell", "--lake", lake.to_str().unwrap()], &script);
+    assert_eq!(stdout(&out), "answer\n42\n", "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "auditlake: error: the statement is 1600011 bytes long; the limit is 1048576 (1 MiB): \
+         split it, and put long lists of values in a table to join\n"
     );
 }
 

@@ -21,6 +21,31 @@ use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Visit, Visitor};
 /// for minutes.
 pub const MAX_NESTING: usize = 1_000;
 
+/// Longest statement accepted, in bytes of SQL text. The parser holds a
+/// token and a syntax node for every few bytes, and a chain of operators
+/// parses into a tree as deep as it is long before [`check_nesting`] can
+/// look at it: a 2 MB chain of `+ 1` took 1 GB and 2.8 s to refuse, and a
+/// 10 MB one overflowed the 256 MiB stack while the tree was dropped. A
+/// 1 MiB statement still holds an `IN` list of 25,000 quoted ids.
+pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+
+/// Refuses statement text longer than [`MAX_STATEMENT_BYTES`], before it is
+/// parsed.
+pub fn check_length(sql: &str) -> anyhow::Result<()> {
+    match sql.len() {
+        bytes if bytes > MAX_STATEMENT_BYTES => Err(too_long(bytes)),
+        _ => Ok(()),
+    }
+}
+
+/// The error for a statement of `bytes` past [`MAX_STATEMENT_BYTES`].
+pub fn too_long(bytes: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the statement is {bytes} bytes long; the limit is {MAX_STATEMENT_BYTES} (1 MiB): \
+         split it, and put long lists of values in a table to join"
+    )
+}
+
 /// Refuses a statement nested deeper than [`MAX_NESTING`].
 pub fn check_nesting(statement: &DFStatement) -> anyhow::Result<()> {
     let depth = nesting(statement);
@@ -129,8 +154,22 @@ mod tests {
         );
         assert_eq!(depth_of("EXPLAIN SELECT 1"), 3);
         let long = vec!["1"; 30_000].join(" + ");
+        check_length(&long).unwrap();
         assert!(
             check_nesting(&DFParser::parse_sql(&format!("SELECT {long}")).unwrap()[0]).is_err()
+        );
+    }
+
+    #[test]
+    fn refuses_statements_longer_than_the_limit() {
+        let at_limit = format!("SELECT '{}'", "x".repeat(MAX_STATEMENT_BYTES - 9));
+        assert_eq!(at_limit.len(), MAX_STATEMENT_BYTES);
+        check_length(&at_limit).unwrap();
+        let over = format!("{at_limit} ");
+        let err = check_length(&over).unwrap_err().to_string();
+        assert!(
+            err.starts_with("the statement is 1048577 bytes long; the limit is 1048576 (1 MiB)"),
+            "{err}"
         );
     }
 }

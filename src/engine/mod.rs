@@ -346,6 +346,7 @@ impl Engine {
         }
         // As `SessionContext::sql_with_options`, with a look at the plan
         // before DDL and SET statements take effect.
+        limits::check_length(sql)?;
         let refused = |e| explain_error(e, self.options.allow_write);
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;

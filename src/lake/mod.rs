@@ -476,8 +476,13 @@ mod tests {
         let path = lake.partition_path("heroku", &key);
         assert_eq!(path.filename(), Some("a%252Fb%2520c.parquet"));
         lake.store.put(&path, "x".into()).await.unwrap();
-        let on_disk = dir.path().join("heroku/year=2024/month=3/a%252Fb%2520c.parquet");
+        let on_disk = dir
+            .path()
+            .join("heroku/year=2024/month=3/a%252Fb%2520c.parquet");
         assert!(on_disk.is_file(), "{on_disk:?} is missing");
-        assert_eq!(lake.relative(&path), "heroku/year=2024/month=3/a%252Fb%2520c.parquet");
+        assert_eq!(
+            lake.relative(&path),
+            "heroku/year=2024/month=3/a%252Fb%2520c.parquet"
+        );
     }
 }

@@ -10,7 +10,8 @@ use anyhow::Context;
 
 use super::command::is_meta_line;
 use super::{Flow, Shell, report};
-use crate::statements::{is_complete, split_statements};
+use crate::engine::limits::{self, MAX_STATEMENT_BYTES};
+use crate::statements::{Completion, split_statements};
 
 /// `.read` files reading `.read` files stop this deep (a file that reads
 /// itself would otherwise never end).
@@ -69,6 +70,11 @@ pub(super) enum Step {
 pub(super) struct Feed {
     origin: Option<String>,
     buffer: String,
+    /// Where the statement in `buffer` ends, lexed as lines arrive.
+    completion: Completion,
+    /// Bytes of a statement longer than the engine takes, dropped from the
+    /// front of `buffer` so that memory stays bounded until its `;`.
+    dropped: usize,
     line: usize,
     /// The line the statement in `buffer` starts on.
     start: usize,
@@ -81,6 +87,8 @@ impl Feed {
         Feed {
             origin,
             buffer: String::new(),
+            completion: Completion::default(),
+            dropped: 0,
             line: 0,
             start: 0,
             failed: false,
@@ -135,8 +143,9 @@ impl Shell {
     /// is complete.
     pub(super) async fn feed_line(&mut self, feed: &mut Feed, line: &str) -> Step {
         feed.line += 1;
-        if feed.buffer.trim().is_empty() {
+        if feed.dropped == 0 && feed.buffer.trim().is_empty() {
             feed.buffer.clear();
+            feed.completion = Completion::default();
             feed.start = feed.line;
             if is_meta_line(line) {
                 return self.meta_line(feed, line.trim()).await;
@@ -144,20 +153,39 @@ impl Shell {
         }
         feed.buffer.push_str(line);
         feed.buffer.push('\n');
-        if is_complete(&feed.buffer) {
-            let text = std::mem::take(&mut feed.buffer);
-            return self.run_statements(feed, &text).await;
+        let complete = feed.completion.update(&feed.buffer);
+        // A statement still open past the limit will be refused: keep only
+        // what its end may depend on (statements before it on its first
+        // line go with it).
+        if !complete && feed.dropped + feed.buffer.len() > MAX_STATEMENT_BYTES {
+            feed.dropped += feed.completion.forget_done(&mut feed.buffer);
+        }
+        if complete {
+            return self.take_statements(feed).await;
         }
         Step::Continue
     }
 
     /// Runs what is left when the script ends (a last statement without `;`).
     pub(super) async fn finish_feed(&mut self, feed: &mut Feed) -> Step {
-        if feed.buffer.trim().is_empty() {
+        if feed.dropped == 0 && feed.buffer.trim().is_empty() {
             return Step::Continue;
         }
+        self.take_statements(feed).await
+    }
+
+    /// Runs the statements in `feed`'s buffer, or refuses them when they
+    /// were longer than the engine takes.
+    async fn take_statements(&mut self, feed: &mut Feed) -> Step {
         let text = std::mem::take(&mut feed.buffer);
-        self.run_statements(feed, &text).await
+        feed.completion = Completion::default();
+        let dropped = std::mem::take(&mut feed.dropped);
+        if dropped == 0 {
+            return self.run_statements(feed, &text).await;
+        }
+        let e = limits::too_long(dropped + text.len());
+        report(&feed.locate(e, feed.start));
+        self.failed(feed)
     }
 
     async fn meta_line(&mut self, feed: &mut Feed, line: &str) -> Step {
