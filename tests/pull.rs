@@ -612,6 +612,52 @@ fn a_truncated_download_is_never_converted() {
     assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
 }
 
+/// `--timeout` bounds an API request whole and a download by its
+/// silences: a download that trickles in over 2.1 s, 0.7 s at a time, is
+/// kept under `--timeout 1`; a month's info that takes 3 s, and a download
+/// that sends nothing for 3 s, are given up on after 1 s and asked again.
+#[test]
+fn timeouts_bound_api_requests_whole_and_downloads_by_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = dir.path().join("requests.log");
+    let months = heroku_months(dir.path());
+    let file = |i: usize| format!("/s3{}", months[i]["file"].as_str().unwrap());
+    let scenario = json!({
+        "token": TOKEN,
+        "log": log,
+        "heroku": {"account": "acme", "archives": months},
+        "faults": [
+            {"id": "trickle", "path": file(0), "kind": "trickle", "pieces": 3, "seconds": 0.7},
+            {"id": "info", "path": "/enterprise-accounts/acme/archives/2024/02", "kind": "slow", "seconds": 3},
+            {"id": "silent", "path": file(2), "kind": "slow", "seconds": 3},
+        ],
+    });
+    let api = FakeApi::start(dir.path(), scenario);
+    let out = pull(
+        &api,
+        &lake,
+        &["heroku", "--account", "acme", "--timeout", "1"],
+        TOKEN,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+    let requests = std::fs::read_to_string(&log).unwrap();
+    let count = |path: &str| requests.lines().filter(|l| l.contains(path)).count();
+    assert_eq!(count(&file(0)), 1, "{requests}");
+    assert_eq!(count("/archives/2024/02 "), 2, "{requests}");
+    assert_eq!(count(&file(2)), 2, "{requests}");
+    assert_eq!(count("/archives/2024/03 "), 2, "{requests}");
+
+    let bad = pull(
+        &api,
+        &lake,
+        &["heroku", "--account", "acme", "--timeout", "0"],
+        TOKEN,
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
 /// An empty month converts to nothing in either shape the API serves,
 /// `{"entries": []}` and `[]`, and still enters the checkpoint.
 #[test]

@@ -199,6 +199,10 @@ pub struct PullArgs {
     #[arg(long, value_name = "N", default_value_t = crate::pull::http::DEFAULT_MAX_RETRIES, global = true)]
     pub max_retries: u32,
 
+    /// Seconds a request may wait for the server before it is retried: an API page must arrive whole within it; a download may take longer as long as data keeps coming.
+    #[arg(long, value_name = "SECS", default_value_t = crate::pull::http::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = parse_timeout, global = true)]
+    pub timeout: f64,
+
     /// Memory limit of the conversion (e.g. 256M, 1G).
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size, global = true)]
     pub memory_limit: usize,
@@ -466,6 +470,16 @@ pub struct StatusArgs {
 }
 
 /// Parses sizes such as `512M`, `2G`, `1048576`.
+/// `--timeout`: positive seconds, at most a day.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a timeout: give seconds, more than 0 and at most 86400"
+        )),
+    }
+}
+
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let (digits, unit) = t

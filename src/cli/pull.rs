@@ -23,6 +23,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<u8> {
     let options = PullOptions {
         raw,
         max_retries: args.max_retries,
+        timeout: std::time::Duration::from_secs_f64(args.timeout),
         convert: ConvertOptions {
             inputs: Vec::new(),
             force: false,
@@ -65,6 +66,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<u8> {
                 format!("Bearer {token}"),
                 "TFE_TOKEN (an organization token)",
                 options.max_retries,
+                options.timeout,
             )?;
             terraform::pull(&lake, &api, &options, progress.clone()).await
         }
@@ -88,6 +90,7 @@ fn heroku_api(options: &PullOptions) -> anyhow::Result<Api> {
         format!("Bearer {token}"),
         "HEROKU_API_KEY (or ~/.netrc)",
         options.max_retries,
+        options.timeout,
     )
 }
 

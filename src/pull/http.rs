@@ -1,4 +1,4 @@
-//! The HTTP side of `pull`: one client with a timeout on every request,
+//! The HTTP side of `pull`: one client with timeouts on every request,
 //! retries for what is worth retrying (429 after `Retry-After`, 5xx,
 //! dropped connections and cut bodies, with jittered exponential backoff),
 //! and one-line errors for what is not (401/403 name the host and what to
@@ -13,8 +13,14 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
-/// Every request gives up after this long (connect, headers and body).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// `--timeout`: how long a request may wait for the server. An API page
+/// must arrive whole within it; a download only gives up when the server
+/// sends nothing for this long, since a month's archive of hundreds of MB
+/// over a slow link takes minutes and is still healthy.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connecting gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first backoff; it doubles with each retry, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -36,6 +42,8 @@ pub struct Api {
     /// What to tell a user whose token is refused.
     token_hint: &'static str,
     max_retries: u32,
+    /// The whole of an API request; also the longest silence in a download.
+    timeout: Duration,
 }
 
 /// A response read whole.
@@ -53,6 +61,7 @@ impl Api {
         authorization: String,
         token_hint: &'static str,
         max_retries: u32,
+        timeout: Duration,
     ) -> anyhow::Result<Api> {
         let base = Url::parse(base.trim_end_matches('/'))
             .with_context(|| format!("{base:?} is not a URL"))?;
@@ -60,8 +69,9 @@ impl Api {
             .map_err(|_| anyhow::anyhow!("the token holds characters a header cannot"))?;
         authorization.set_sensitive(true);
         let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+            // Each read; API requests also bound their whole (`attempt`).
+            .read_timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("auditlake/", env!("CARGO_PKG_VERSION")))
             // A redirect must not carry the token to another host; reqwest
             // drops sensitive headers on cross-host redirects, and we follow
@@ -75,6 +85,7 @@ impl Api {
             authorization,
             token_hint,
             max_retries,
+            timeout,
         })
     }
 
@@ -97,23 +108,30 @@ impl Api {
     pub async fn get(&self, url: &Url, headers: HeaderMap) -> anyhow::Result<Body> {
         let mut all = headers;
         all.insert(AUTHORIZATION, self.authorization.clone());
-        self.fetch(url, all).await
+        self.fetch(url, all, Some(self.timeout)).await
     }
 
-    /// GETs a presigned download URL: no token, same retries.
+    /// GETs a presigned download URL: no token, same retries, as long as
+    /// the server keeps sending.
     pub async fn download(&self, url: &Url) -> anyhow::Result<Body> {
-        self.fetch(url, HeaderMap::new()).await
+        self.fetch(url, HeaderMap::new(), None).await
     }
 
-    /// GETs once, for a caller that retries itself (with a fresh URL).
+    /// GETs a download once, for a caller that retries itself (with a
+    /// fresh URL).
     pub async fn download_once(&self, url: &Url) -> Result<Body, Attempt> {
-        self.attempt(url, &HeaderMap::new()).await
+        self.attempt(url, &HeaderMap::new(), None).await
     }
 
-    async fn fetch(&self, url: &Url, headers: HeaderMap) -> anyhow::Result<Body> {
+    async fn fetch(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        whole: Option<Duration>,
+    ) -> anyhow::Result<Body> {
         let mut retry = 0;
         loop {
-            match self.attempt(url, &headers).await {
+            match self.attempt(url, &headers, whole).await {
                 Ok(body) => return Ok(body),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Retry { wait, reason }) if retry < self.max_retries => {
@@ -137,15 +155,18 @@ impl Api {
         }
     }
 
-    /// One request, its body read whole.
-    async fn attempt(&self, url: &Url, headers: &HeaderMap) -> Result<Body, Attempt> {
-        let response = match self
-            .client
-            .get(url.clone())
-            .headers(headers.clone())
-            .send()
-            .await
-        {
+    /// One request, its body read whole, within `whole` if given.
+    async fn attempt(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        whole: Option<Duration>,
+    ) -> Result<Body, Attempt> {
+        let mut request = self.client.get(url.clone()).headers(headers.clone());
+        if let Some(whole) = whole {
+            request = request.timeout(whole);
+        }
+        let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
                 return Err(Attempt::Retry {

@@ -39,6 +39,8 @@ use crate::lake::Lake;
 pub struct PullOptions {
     /// Retries of a failing request before the pull gives up on it.
     pub max_retries: u32,
+    /// `--timeout`: see [`http::DEFAULT_TIMEOUT`].
+    pub timeout: std::time::Duration,
     /// Passed on to the conversion.
     pub convert: ConvertOptions,
     /// Where raw copies go instead of `<lake>/_auditlake/raw` (`--raw`: a

@@ -25,7 +25,9 @@ between pulls. Keys:
                              then the connection closes) | badsum (the month info
                              gives a wrong checksum) | truncate (the download serves
                              half the file) | expired (the download answers 403) |
-                             slow (waits `seconds`, then answers)
+                             slow (waits `seconds`, then answers) | trickle (the
+                             download sends its body in `pieces` parts, `seconds`
+                             apart)
   log                        a file each request is appended to, as
                              "METHOD PATH auth=yes|no"
 """
@@ -111,6 +113,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = body[: len(body) // 2]
             if kind == "reset":
                 return self.reset(body)
+            if kind == "trickle":
+                return self.trickle(body, fault.get("pieces", 3), fault.get("seconds", 1))
             return self.send(200, body, "application/gzip")
 
         if auth != "Bearer " + s["token"]:
@@ -202,6 +206,19 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "reset":
             return self.reset(body)
         return self.send(200, body, "application/vnd.api+json")
+
+    def trickle(self, body, pieces, seconds):
+        """Headers, then the body in `pieces` parts with a pause before each."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        size = -(-len(body) // pieces)
+        for start in range(0, len(body), size):
+            time.sleep(seconds)
+            self.wfile.write(body[start:start + size])
+            self.wfile.flush()
 
     def reset(self, body):
         """Headers for the whole body, half of it, then the connection drops."""
