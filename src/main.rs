@@ -70,7 +70,7 @@ fn run() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{}", auditlake::report::error_line(&e));
-            ExitCode::FAILURE
+            ExitCode::from(auditlake::report::exit_code(&e))
         }
     }
 }

@@ -4,6 +4,23 @@
 
 use crate::lake::Lake;
 
+/// A command asked for something that cannot be: a named query that does
+/// not exist, a parameter missing, unknown or of the wrong form. Reported
+/// like any error, with exit code 2, as clap's own usage errors are.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit code of a command that failed with `e`: 2 for a [`UsageError`]
+/// anywhere in its chain, else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|cause| cause.is::<UsageError>()) {
+        2
+    } else {
+        1
+    }
+}
+
 /// Collapses a (possibly multi-line) error message into one line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -29,6 +46,13 @@ pub async fn warn_if_mid_run(lake: &Lake) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_exit_with_2_under_any_context() {
+        let usage = anyhow::Error::new(UsageError("q: missing parameter n".into()));
+        assert_eq!(exit_code(&usage.context("cannot run q")), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("cannot read a.parquet")), 1);
+    }
 
     #[test]
     fn errors_are_one_line_with_their_causes() {

@@ -33,6 +33,8 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Months, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use datafusion::common::{ParamValues, ScalarValue};
 
+use crate::report::UsageError;
+
 /// The queries shipped with auditlake.
 const BUILTIN: &[(&str, &str)] = &[
     (
@@ -215,30 +217,29 @@ impl NamedQuery {
         let mut values: HashMap<String, ScalarValue> = HashMap::new();
         for (key, _) in args {
             if !self.params.iter().any(|p| &p.name == key) {
-                bail!(
+                return Err(usage(format!(
                     "{}: unknown parameter {key:?} (parameters: {})",
                     self.name,
                     self.param_list()
-                );
+                )));
             }
         }
         for param in &self.params {
             let Some((_, raw)) = args.iter().rev().find(|(k, _)| *k == param.name) else {
-                bail!(
+                return Err(usage(format!(
                     "{}: missing parameter {} ({}: {}); usage: {}",
                     self.name,
                     param.name,
                     param.ty.name(),
                     param.description,
                     self.usage()
-                );
+                )));
             };
             let bad = |what: &str| {
-                anyhow::anyhow!(
+                usage(format!(
                     "{}: parameter {}={raw:?} is not {what}",
-                    self.name,
-                    param.name
-                )
+                    self.name, param.name
+                ))
             };
             let name = &param.name;
             match param.ty {
@@ -342,16 +343,21 @@ pub fn describe_queries(queries: &[NamedQuery]) -> String {
     text
 }
 
+/// A usage error (exit code 2) saying `message`.
+fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message))
+}
+
 pub fn find_named<'a>(queries: &'a [NamedQuery], name: &str) -> anyhow::Result<&'a NamedQuery> {
-    queries.iter().find(|q| q.name == name).with_context(|| {
-        format!(
+    queries.iter().find(|q| q.name == name).ok_or_else(|| {
+        usage(format!(
             "no named query {name:?}; `auditlake queries` lists them ({})",
             queries
                 .iter()
                 .map(|q| q.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        )
+        ))
     })
 }
 
