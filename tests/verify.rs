@@ -162,6 +162,40 @@ fn changed_removed_and_added_files_are_found() {
     );
 }
 
+/// Files a reader of a table's directory would meet besides the month
+/// files (DuckDB refuses the table over a Parquet file outside the
+/// `year=/month=` layout) are found; hidden ones, like a conversion's
+/// unfinished `.…inprogress`, are not.
+#[test]
+fn stray_files_in_a_table_directory_are_found() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let month = lake.join("heroku/year=2024/month=1");
+    std::fs::copy(
+        month.join("acme.parquet"),
+        lake.join("heroku/extra.parquet"),
+    )
+    .unwrap();
+    std::fs::write(month.join("notes.txt"), "x").unwrap();
+    std::fs::write(month.join(".acme.parquet.1-1.inprogress"), "x").unwrap();
+    std::fs::create_dir_all(lake.join("heroku/_scratch")).unwrap();
+    std::fs::write(lake.join("heroku/_scratch/a.parquet"), "x").unwrap();
+    let out = verify(&lake, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let reason =
+        "not a month file of the lake's layout, and readers of the table's directory read it too";
+    assert_eq!(
+        findings(&out),
+        [
+            format!("file unknown: heroku/extra.parquet: {reason}"),
+            format!("file unknown: heroku/year=2024/month=1/notes.txt: {reason}"),
+        ]
+    );
+    std::fs::remove_file(lake.join("heroku/extra.parquet")).unwrap();
+    std::fs::remove_file(month.join("notes.txt")).unwrap();
+    assert_eq!(verify(&lake, &[]).status.code(), Some(0));
+}
+
 /// One value changed in place (same row count, same schema) and one row
 /// added are each told as a file whose rows differ from the log's; so is a
 /// month file taken from another lake. Putting the bytes back heals it.

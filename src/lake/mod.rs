@@ -325,6 +325,30 @@ impl Lake {
         Ok(files)
     }
 
+    /// Every object under a table's directory that readers do not skip (no
+    /// part of its path starts with `.` or `_`), relative to the lake: the
+    /// data files, and anything else a reader of the directory would meet.
+    pub async fn visible_objects(&self, table: &str) -> anyhow::Result<Vec<String>> {
+        let dir = self.object_path(table);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| store_error(e, &self.display))?;
+        Ok(objects
+            .into_iter()
+            .filter(|meta| {
+                meta.location
+                    .prefix_match(&dir)
+                    .is_some_and(|mut parts| parts.all(|p| !is_hidden(p.as_ref())))
+            })
+            .map(|meta| self.relative(&meta.location))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
     /// Row count of a data file, from its footer only; None when it does not exist.
     pub async fn row_count(&self, path: &ObjectPath) -> anyhow::Result<Option<u64>> {
         Ok(self.file_facts(path).await?.map(|f| f.rows))

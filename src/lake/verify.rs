@@ -6,7 +6,10 @@
 //! read once as bytes (SHA-256) and once as rows (content digest), streamed
 //! with bounded memory, and compared with the newest entry naming its path;
 //! a file the log names that is gone, and a file the log never wrote, are
-//! findings too. Each finding is one line.
+//! findings too, as is any other file in a table's directory that readers
+//! would meet (DuckDB refuses a table with a Parquet file outside the
+//! `year=/month=` layout; Spark reads every visible file). Each finding is
+//! one line.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -141,6 +144,16 @@ pub async fn verify(
     for table in lake.tables().await? {
         for file in lake.data_files(&table).await? {
             present.insert(lake.relative(&file.location), file);
+        }
+        for path in lake.visible_objects(&table).await? {
+            if !present.contains_key(&path) {
+                findings.push(Finding {
+                    kind: "file unknown",
+                    message: format!(
+                        "file unknown: {path}: not a month file of the lake's layout, and readers of the table's directory read it too"
+                    ),
+                });
+            }
         }
     }
     for (path, file) in &present {
