@@ -66,6 +66,16 @@ pub struct DataFile {
     pub bytes: u64,
 }
 
+/// What a table's directory holds ([`Lake::list_table`]).
+#[derive(Debug, Default)]
+pub struct TableListing {
+    /// Its month files, ordered by month then owner.
+    pub files: Vec<DataFile>,
+    /// Every other file that no part of its path hides (`.` or `_`),
+    /// relative to the lake, in order: readers of the directory meet them.
+    pub strays: Vec<String>,
+}
+
 /// True for `s3://…` (and `s3a://…`) locations.
 pub fn is_s3(location: &str) -> bool {
     location.starts_with("s3://") || location.starts_with("s3a://")
@@ -284,6 +294,12 @@ impl Lake {
 
     /// Every data file of a table, ordered by month then owner.
     pub async fn data_files(&self, table: &str) -> anyhow::Result<Vec<DataFile>> {
+        Ok(self.list_table(table).await?.files)
+    }
+
+    /// A table's directory, listed once: its data files, and the other
+    /// files readers of the directory would meet.
+    pub async fn list_table(&self, table: &str) -> anyhow::Result<TableListing> {
         let dir = self.object_path(table);
         let objects: Vec<_> = self
             .store
@@ -291,62 +307,43 @@ impl Lake {
             .try_collect()
             .await
             .map_err(|e| store_error(e, &self.display))?;
-        let mut files = Vec::new();
+        let mut listing = TableListing::default();
         for meta in objects {
             let Some(rel) = meta.location.prefix_match(&dir) else {
                 continue;
             };
             let parts: Vec<String> = rel.map(|p| p.as_ref().to_string()).collect();
-            let [year, month, name] = parts.as_slice() else {
-                continue;
-            };
-            let (Some(year), Some(month), Some(owner)) = (
-                parse_partition_dir(year, "year"),
-                parse_partition_dir(month, "month"),
-                name.strip_suffix(".parquet"),
-            ) else {
-                continue;
-            };
-            if is_hidden(name) {
+            if parts.iter().any(|p| is_hidden(p)) {
                 continue;
             }
-            files.push(DataFile {
-                table: table.to_string(),
-                key: PartitionKey {
-                    year: year as i32,
-                    month,
-                    owner: owner.to_string(),
+            let key = match parts.as_slice() {
+                [year, month, name] => match (
+                    parse_partition_dir(year, "year"),
+                    parse_partition_dir(month, "month"),
+                    name.strip_suffix(".parquet"),
+                ) {
+                    (Some(year), Some(month), Some(owner)) => Some(PartitionKey {
+                        year: year as i32,
+                        month,
+                        owner: owner.to_string(),
+                    }),
+                    _ => None,
                 },
-                location: meta.location,
-                bytes: meta.size,
-            });
+                _ => None,
+            };
+            match key {
+                Some(key) => listing.files.push(DataFile {
+                    table: table.to_string(),
+                    key,
+                    location: meta.location,
+                    bytes: meta.size,
+                }),
+                None => listing.strays.push(self.relative(&meta.location)),
+            }
         }
-        files.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(files)
-    }
-
-    /// Every object under a table's directory that readers do not skip (no
-    /// part of its path starts with `.` or `_`), relative to the lake: the
-    /// data files, and anything else a reader of the directory would meet.
-    pub async fn visible_objects(&self, table: &str) -> anyhow::Result<Vec<String>> {
-        let dir = self.object_path(table);
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| store_error(e, &self.display))?;
-        Ok(objects
-            .into_iter()
-            .filter(|meta| {
-                meta.location
-                    .prefix_match(&dir)
-                    .is_some_and(|mut parts| parts.all(|p| !is_hidden(p.as_ref())))
-            })
-            .map(|meta| self.relative(&meta.location))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect())
+        listing.files.sort_by(|a, b| a.key.cmp(&b.key));
+        listing.strays.sort();
+        Ok(listing)
     }
 
     /// Row count of a data file, from its footer only; None when it does not exist.

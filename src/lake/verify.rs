@@ -142,18 +142,17 @@ pub async fn verify(
     let mut bytes_read = 0;
     let mut present = BTreeMap::new();
     for table in lake.tables().await? {
-        for file in lake.data_files(&table).await? {
-            present.insert(lake.relative(&file.location), file);
+        let listing = lake.list_table(&table).await?;
+        for path in listing.strays {
+            findings.push(Finding {
+                kind: "file unknown",
+                message: format!(
+                    "file unknown: {path}: not a month file of the lake's layout, and readers of the table's directory read it too"
+                ),
+            });
         }
-        for path in lake.visible_objects(&table).await? {
-            if !present.contains_key(&path) {
-                findings.push(Finding {
-                    kind: "file unknown",
-                    message: format!(
-                        "file unknown: {path}: not a month file of the lake's layout, and readers of the table's directory read it too"
-                    ),
-                });
-            }
+        for file in listing.files {
+            present.insert(lake.relative(&file.location), file);
         }
     }
     for (path, file) in &present {
