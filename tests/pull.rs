@@ -77,18 +77,60 @@ fn python() -> String {
 }
 
 fn pull(api: &FakeApi, lake: &Path, args: &[&str], token: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_auditlake"))
+    let binary = Command::new(env!("CARGO_BIN_EXE_auditlake"));
+    let (url, home) = (lake.to_str().unwrap(), lake.parent().unwrap());
+    pull_command(binary, api, url, home, args, token)
+        .output()
+        .unwrap()
+}
+
+/// `command` (the binary, or a wrapper before it) given a pull's arguments
+/// and environment, into the lake at `lake` (a directory or a URL).
+fn pull_command(
+    mut command: Command,
+    api: &FakeApi,
+    lake: &str,
+    home: &Path,
+    args: &[&str],
+    token: &str,
+) -> Command {
+    command
         .arg("pull")
         .args(args)
-        .args(["--lake", lake.to_str().unwrap(), "--max-retries", "3"])
+        .args(["--lake", lake, "--max-retries", "3"])
         .env("HEROKU_API_URL", api.url())
         .env("TFE_ADDRESS", api.url())
         .env("HEROKU_API_KEY", token)
         .env("TFE_TOKEN", token)
-        .env("HOME", lake.parent().unwrap())
-        .env_remove("RUST_LOG")
+        .env("HOME", home)
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs a pull under a Python parent whose only child it is, and returns
+/// its output and its peak resident memory in bytes (`ru_maxrss`).
+fn pull_peak_memory(api: &FakeApi, lake: &Path, args: &[&str]) -> (Output, u64) {
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+        code = subprocess.run(sys.argv[1:]).returncode\n\
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n\
+        sys.stderr.write('PEAK %d\\n' % peak)\n\
+        sys.exit(code)\n";
+    let mut wrapper = Command::new(python());
+    wrapper
+        .args(["-c", MEASURE])
+        .arg(env!("CARGO_BIN_EXE_auditlake"));
+    let (url, home) = (lake.to_str().unwrap(), lake.parent().unwrap());
+    let out = pull_command(wrapper, api, url, home, args, TOKEN)
         .output()
-        .unwrap()
+        .unwrap();
+    let text = stderr(&out);
+    let peak_kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("PEAK "))
+        .unwrap_or_else(|| panic!("no peak in {text}"))
+        .parse()
+        .unwrap();
+    (out, peak_kib * 1024)
 }
 
 /// The three testdata months as the API serves them: gzip files.
@@ -292,6 +334,39 @@ fn a_wrong_checksum_converts_nothing_and_is_pulled_again() {
     let summary: Value = serde_json::from_str(&stdout(&again)).unwrap();
     assert_eq!(summary["fetched"].as_array().unwrap().len(), 1);
     assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+}
+
+/// What the API says of a month bounds its download: bytes past its
+/// `size` stop it, and a checksum that is not a SHA-256 is refused before
+/// the download is asked for. Each is one line and keeps nothing of its
+/// month; the other months convert.
+#[test]
+fn a_month_s_size_and_checksum_bound_its_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut months = heroku_months(dir.path());
+    months[0]["size"] = json!(100);
+    months[1]["checksum"] = json!("md5/0cc175b9");
+    let scenario = json!({"token": TOKEN, "heroku": {"account": "acme", "archives": months}});
+    let api = FakeApi::start(dir.path(), scenario);
+    let out = pull(&api, &lake, &["heroku", "--account", "acme"], TOKEN);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(
+        lines,
+        [
+            "auditlake: error: heroku acme: 2024-01: the download is longer than the 100 bytes the API gives as its size: nothing was converted; the next pull tries again",
+            "auditlake: error: heroku acme: 2024-02: the month's checksum \"md5/0cc175b9\" is not a SHA-256 in hex",
+        ],
+        "{err}"
+    );
+    // March's 21-25 only.
+    assert_eq!(rows(&lake, "heroku"), ("5".into(), "5".into()));
+    let raw = files_under(&lake.join("_auditlake/raw/heroku/acme"));
+    assert!(raw.len() == 1 && raw[0].starts_with("2024-03/"), "{raw:?}");
+    let february = months[1]["file"].as_str().unwrap();
+    assert!(!api.requests().iter().any(|r| r.contains(february)));
 }
 
 /// A refused token is one line naming the host and what to check, never
@@ -526,9 +601,10 @@ fn heroku_events_follow_next_range_day_by_day() {
     );
 }
 
-/// A pull killed while it downloads March leaves no checkpoint of what it
-/// had not committed; the next pull fetches again and the lake ends with
-/// each of the 14 events once. Raw copies go where `--raw` says.
+/// A pull killed while it downloads January leaves no checkpoint of what
+/// it had not committed, and of the download only a hidden temporary file;
+/// the next pull removes that, fetches again, and the lake ends with each
+/// of the 14 events once. Raw copies go where `--raw` says.
 #[test]
 fn a_killed_pull_is_completed_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
@@ -537,7 +613,7 @@ fn a_killed_pull_is_completed_by_the_next() {
     let api = FakeApi::start(
         dir.path(),
         json!({"token": TOKEN, "heroku": {"account": "acme", "archives": heroku_months(dir.path())},
-               "faults": [{"id": "slow", "path": "/s3/", "kind": "slow", "seconds": 30}]}),
+               "faults": [{"id": "slow", "path": "/s3/", "kind": "trickle", "pieces": 2, "seconds": 30}]}),
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_auditlake"))
         .args(["pull", "heroku", "--account", "acme", "--quiet", "--lake"])
@@ -549,7 +625,13 @@ fn a_killed_pull_is_completed_by_the_next() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !api.requests().iter().any(|r| r.contains(" /s3/")) {
+    let downloading = || -> Vec<String> {
+        files_under(&raw.join("heroku/acme"))
+            .into_iter()
+            .filter(|f| f.ends_with(".inprogress"))
+            .collect()
+    };
+    while downloading().is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "the pull never downloaded"
@@ -559,6 +641,11 @@ fn a_killed_pull_is_completed_by_the_next() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!lake.join("_auditlake/pull/heroku-acme.json").exists());
+    let left = files_under(&raw.join("heroku/acme"));
+    assert!(
+        left.len() == 1 && left[0].rsplit('/').next().unwrap().starts_with('.'),
+        "{left:?}"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_auditlake"))
         .args(["pull", "heroku", "--account", "acme", "--json", "--lake"])
@@ -607,9 +694,114 @@ fn a_truncated_download_is_never_converted() {
     );
     // January 01-04 and March 21-25; event 10 (January) comes with February.
     assert_eq!(rows(&lake, "heroku"), ("9".into(), "9".into()));
+    // Nothing of February's half was kept, not even a temporary file.
+    let raw = files_under(&lake.join("_auditlake/raw/heroku/acme"));
+    let names: Vec<_> = raw.iter().map(|p| p.rsplit('/').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "enterprise-audit-log-acme-202401.json.gz",
+            "enterprise-audit-log-acme-202403.json.gz"
+        ],
+        "{raw:?}"
+    );
     let again = pull(&api, &lake, &["heroku", "--account", "acme"], TOKEN);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(rows(&lake, "heroku"), ("14".into(), "14".into()));
+}
+
+/// January's four events after `pad` bytes of blanks, gzip without
+/// compression: an archive as large as wanted that still converts.
+fn padded_january(dir: &Path, pad: usize) -> PathBuf {
+    const PAD: &str = "import gzip, sys\n\
+        text = gzip.open(sys.argv[1]).read()\n\
+        start = text.index(b'[') + 1\n\
+        body = text[:start] + b' ' * int(sys.argv[3]) + text[start:]\n\
+        open(sys.argv[2], 'wb').write(gzip.compress(body, compresslevel=0))\n";
+    let archive = dir.join("padded.json.gz");
+    let made = Command::new(python())
+        .args(["-c", PAD])
+        .arg(testdata("heroku/enterprise-audit-log-acme-202401.json.gz"))
+        .arg(&archive)
+        .arg(pad.to_string())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert!(std::fs::metadata(&archive).unwrap().len() > pad as u64);
+    archive
+}
+
+/// A month's archive goes to its raw copy as it downloads, never whole in
+/// memory: pulling a 128 MiB archive peaks under 96 MiB, where holding the
+/// download alone would take 128. The copy is the archive, byte for byte,
+/// and converts.
+#[test]
+fn a_large_archive_streams_to_its_raw_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let archive = padded_january(dir.path(), 128 << 20);
+    let scenario = json!({
+        "token": TOKEN,
+        "heroku": {"account": "acme", "archives": [{"year": 2024, "month": 1, "file": archive}]},
+    });
+    let api = FakeApi::start(dir.path(), scenario);
+    let (out, peak) = pull_peak_memory(&api, &lake, &["heroku", "--account", "acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(peak < 96 << 20, "peak {} MiB", peak >> 20);
+    let month = lake.join("_auditlake/raw/heroku/acme/2024-01");
+    let raw = files_under(&month);
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    assert!(std::fs::read(month.join(&raw[0])).unwrap() == std::fs::read(&archive).unwrap());
+    assert_eq!(rows(&lake, "heroku"), ("4".into(), "4".into()));
+}
+
+/// On S3 a raw copy is a multipart upload, visible only once the download
+/// is whole and checked: a 24 MiB archive cut in half leaves no object
+/// (its parts are aborted), and the next pull keeps it whole.
+#[tokio::test]
+async fn a_cut_download_leaves_no_object_on_s3() {
+    let Some(bucket) = crate::s3::bucket() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lake = crate::s3::unique(&bucket, "pull");
+    let archive = padded_january(dir.path(), 24 << 20);
+    let scenario = json!({
+        "token": TOKEN,
+        "heroku": {"account": "acme", "archives": [{"year": 2024, "month": 1, "file": archive}]},
+        "faults": [{"id": "a", "path": "/s3", "kind": "truncate"}],
+    });
+    let api = FakeApi::start(dir.path(), scenario);
+    let binary = || Command::new(env!("CARGO_BIN_EXE_auditlake"));
+    let args = ["heroku", "--account", "acme"];
+    let pull_s3 = || {
+        pull_command(binary(), &api, &lake, dir.path(), &args, TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = pull_s3();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2024-01: the download does not match its checksum"),
+        "{}",
+        stderr(&out)
+    );
+    let store = crate::s3::store(&bucket);
+    let raw = format!("{lake}/_auditlake/raw");
+    assert_eq!(crate::s3::keys(&store, &raw).await, Vec::<String>::new());
+    let again = pull_s3();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let kept = crate::s3::keys(&store, &raw).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let key = format!("{}/{}", raw.splitn(4, '/').nth(3).unwrap(), kept[0]);
+    let bytes = store
+        .get_opts(&object_store::path::Path::from(key), Default::default())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(bytes == std::fs::read(&archive).unwrap());
 }
 
 /// `--timeout` bounds an API request whole and a download by its

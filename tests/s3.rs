@@ -10,7 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 /// The test bucket, or None (with a note) when no server is configured.
-fn bucket() -> Option<String> {
+pub(crate) fn bucket() -> Option<String> {
     if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
         eprintln!("skipped: AWS_ENDPOINT_URL is not set (scripts/test starts an S3 server)");
         return None;
@@ -19,7 +19,7 @@ fn bucket() -> Option<String> {
 }
 
 /// A prefix no other test uses.
-fn unique(bucket: &str, name: &str) -> String {
+pub(crate) fn unique(bucket: &str, name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -27,7 +27,7 @@ fn unique(bucket: &str, name: &str) -> String {
     format!("s3://{bucket}/{name}-{}-{nanos}", std::process::id())
 }
 
-fn store(bucket: &str) -> Arc<dyn ObjectStore> {
+pub(crate) fn store(bucket: &str) -> Arc<dyn ObjectStore> {
     auditlake::lake::s3_store(&url::Url::parse(&format!("s3://{bucket}")).unwrap()).unwrap()
 }
 
@@ -49,7 +49,7 @@ async fn upload(store: &Arc<dyn ObjectStore>, dir: &str, prefix: &str) {
 }
 
 /// Keys under a URL prefix, relative to it, sorted.
-async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+pub(crate) async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
     let key = prefix.splitn(4, '/').nth(3).unwrap();
     let root = ObjectPath::from(key);

@@ -33,7 +33,7 @@ use object_store::path::Path as ObjectPath;
 
 use super::key_sort;
 use super::stage::{ENTRY_COLUMN, KeyHasher, StagedPart, archive_of, key_bytes};
-use crate::lake::commit::{CommittingWriter, MonthWriter};
+use crate::lake::commit::{CommittingWriter, ObjectWriter};
 use crate::lake::integrity::{ByteDigest, ContentDigest, FileRecord};
 use crate::lake::parquet::writer_options;
 use crate::lake::{FileFacts, Lake};
@@ -307,7 +307,7 @@ async fn write_stream(
     target: &ObjectPath,
 ) -> anyhow::Result<(FileRecord, BTreeMap<u64, u64>)> {
     let bytes = ByteDigest::default();
-    let sink = CommittingWriter::new(MonthWriter::create(lake, target).await?, bytes.clone());
+    let sink = CommittingWriter::new(ObjectWriter::create(lake, target).await?, bytes.clone());
     let mut content = ContentDigest::new(&spec.schema);
     let mut writer =
         AsyncArrowWriter::try_new_with_options(sink, spec.schema.clone(), writer_options(spec))?;

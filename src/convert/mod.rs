@@ -226,7 +226,9 @@ async fn convert_locked(
 ) -> anyhow::Result<RunSummary> {
     lake.ensure_writable().await?;
     if let Some(root) = lake.local_root() {
-        let stale = remove_stale_temp_files(root)
+        // Raw copies are a pull's, which may be downloading now.
+        let raw = root.join(crate::lake::RAW_DIR);
+        let stale = remove_stale_temp_files(root, Some(&raw))
             .with_context(|| format!("cannot clean up {}", root.display()))?;
         if stale > 0 {
             tracing::info!("removed {stale} unfinished file(s) left by an interrupted run");

@@ -20,6 +20,7 @@ use datafusion::parquet::errors::{ParquetError, Result as ParquetResult};
 use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
+use tokio::io::AsyncWriteExt;
 
 use super::Lake;
 use super::integrity::ByteDigest;
@@ -107,9 +108,10 @@ impl Drop for PendingFile {
     }
 }
 
-/// A month file being written; readers see it only after
-/// [`MonthWriter::commit`].
-pub enum MonthWriter {
+/// An object being written (a month file, a raw copy of a download);
+/// readers see it only after [`ObjectWriter::commit`], and dropped or
+/// aborted before that it leaves nothing.
+pub enum ObjectWriter {
     Local {
         pending: PendingFile,
         file: tokio::fs::File,
@@ -117,11 +119,11 @@ pub enum MonthWriter {
     Remote(BufWriter),
 }
 
-impl MonthWriter {
+impl ObjectWriter {
     /// Starts replacing the object at `path` of `lake`.
-    pub async fn create(lake: &Lake, path: &ObjectPath) -> anyhow::Result<MonthWriter> {
+    pub async fn create(lake: &Lake, path: &ObjectPath) -> anyhow::Result<ObjectWriter> {
         let Some(root) = lake.local_root() else {
-            return Ok(MonthWriter::Remote(BufWriter::with_capacity(
+            return Ok(ObjectWriter::Remote(BufWriter::with_capacity(
                 lake.store().clone(),
                 path.clone(),
                 UPLOAD_PART_BYTES,
@@ -137,7 +139,41 @@ impl MonthWriter {
         let file = tokio::fs::File::create(pending.temp_path())
             .await
             .with_context(|| format!("cannot create {}", pending.temp_path().display()))?;
-        Ok(MonthWriter::Local { pending, file })
+        Ok(ObjectWriter::Local { pending, file })
+    }
+
+    /// Appends `bytes`.
+    pub async fn put(&mut self, bytes: bytes::Bytes) -> anyhow::Result<()> {
+        match self {
+            ObjectWriter::Local { file, pending } => file
+                .write_all(&bytes)
+                .await
+                .with_context(|| format!("cannot write {}", pending.temp_path().display())),
+            ObjectWriter::Remote(w) => Ok(w.put(bytes).await?),
+        }
+    }
+
+    /// Makes the object visible, whole, in one step: on disk flush, fsync
+    /// and rename; on S3 complete the multipart upload.
+    pub async fn commit(&mut self) -> anyhow::Result<()> {
+        match self {
+            ObjectWriter::Local { pending, file } => {
+                file.flush().await?;
+                let pending = std::mem::replace(pending, PendingFile::placeholder());
+                tokio::task::spawn_blocking(move || pending.commit()).await??;
+            }
+            ObjectWriter::Remote(w) => w.shutdown().await?,
+        }
+        Ok(())
+    }
+
+    /// Gives the object up: the temporary file is removed, the upload
+    /// aborted.
+    pub async fn abort(self) -> anyhow::Result<()> {
+        match self {
+            ObjectWriter::Local { .. } => Ok(()),
+            ObjectWriter::Remote(mut w) => Ok(w.abort().await?),
+        }
     }
 }
 
@@ -156,13 +192,13 @@ pub fn local_file(root: &Path, lake: &Lake, path: &ObjectPath) -> PathBuf {
 /// An async Parquet sink that commits on `finish`, hashing the bytes it
 /// writes (for the integrity log).
 pub struct CommittingWriter {
-    inner: MonthWriter,
+    inner: ObjectWriter,
     digest: ByteDigest,
 }
 
 impl CommittingWriter {
     /// A sink into `inner` whose bytes `digest` sees.
-    pub fn new(inner: MonthWriter, digest: ByteDigest) -> Self {
+    pub fn new(inner: ObjectWriter, digest: ByteDigest) -> Self {
         CommittingWriter { inner, digest }
     }
 }
@@ -171,8 +207,8 @@ impl AsyncFileWriter for CommittingWriter {
     fn write(&mut self, bs: bytes::Bytes) -> BoxFuture<'_, ParquetResult<()>> {
         self.digest.update(&bs);
         match &mut self.inner {
-            MonthWriter::Local { file, .. } => AsyncFileWriter::write(file, bs),
-            MonthWriter::Remote(w) => AsyncFileWriter::write(w, bs),
+            ObjectWriter::Local { file, .. } => AsyncFileWriter::write(file, bs),
+            ObjectWriter::Remote(w) => AsyncFileWriter::write(w, bs),
         }
     }
 
@@ -180,24 +216,19 @@ impl AsyncFileWriter for CommittingWriter {
     /// the multipart upload. Either way the new file appears in one step.
     fn complete(&mut self) -> BoxFuture<'_, ParquetResult<()>> {
         Box::pin(async move {
-            match &mut self.inner {
-                MonthWriter::Local { pending, file } => {
-                    AsyncFileWriter::complete(file).await?;
-                    let pending = std::mem::replace(pending, PendingFile::placeholder());
-                    tokio::task::spawn_blocking(move || pending.commit())
-                        .await
-                        .map_err(|e| ParquetError::External(Box::new(e)))?
-                        .map_err(|e| ParquetError::External(Box::new(e)))
-                }
-                MonthWriter::Remote(w) => AsyncFileWriter::complete(w).await,
-            }
+            self.inner
+                .commit()
+                .await
+                .map_err(|e| ParquetError::External(e.into()))
         })
     }
 }
 
-/// Removes `.…inprogress` files left in `dir` (recursively) by a crashed run.
-/// Returns how many were removed.
-pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
+/// Removes `.…inprogress` files left in `dir` (recursively) by a crashed run,
+/// except under `except` (another writer's files, e.g. the raw copies a
+/// pull is downloading, which that pull cleans up itself). Returns how many
+/// were removed.
+pub fn remove_stale_temp_files(dir: &Path, except: Option<&Path>) -> io::Result<usize> {
     let mut removed = 0;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -210,7 +241,9 @@ pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
         let name = name.to_string_lossy();
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            removed += remove_stale_temp_files(&entry.path())?;
+            if except != Some(entry.path().as_path()) {
+                removed += remove_stale_temp_files(&entry.path(), except)?;
+            }
         } else if name.starts_with('.') && name.ends_with(IN_PROGRESS) {
             std::fs::remove_file(entry.path())?;
             removed += 1;
@@ -256,7 +289,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("t/year=2024/a.parquet"), b"x").unwrap();
-        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        std::fs::create_dir_all(dir.path().join("raw/x")).unwrap();
+        let downloading = dir.path().join("raw/x/.a.json.gz.1-0.inprogress");
+        std::fs::write(&downloading, b"x").unwrap();
+        let raw = dir.path().join("raw");
+        assert_eq!(remove_stale_temp_files(dir.path(), Some(&raw)).unwrap(), 1);
+        assert!(downloading.exists());
         assert!(dir.path().join("t/year=2024/a.parquet").exists());
     }
 }

@@ -40,6 +40,10 @@ use snapshot::SnapshotStore;
 /// Environment variable naming the default lake.
 pub const LAKE_ENV: &str = "AUDITLAKE_LAKE";
 
+/// Where `pull` keeps the bodies it fetched, unless told elsewhere
+/// (`--raw`); conversions leave it alone.
+pub const RAW_DIR: &str = "_auditlake/raw";
+
 /// A lake: a local directory or an S3 prefix, reached through `object_store`
 /// either way. Only writing month files differs (see [`Lake::month_writer`]).
 #[derive(Clone, Debug)]

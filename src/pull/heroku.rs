@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::checkpoint::PulledMonth;
 use super::http::{Api, Attempt, heroku_accept};
-use super::{PullOptions, PullSummary, convert_raw, keep_raw, now_text};
+use super::raw::RawCopy;
+use super::{PullOptions, PullSummary, convert_raw, now_text};
 use crate::convert::{ArchiveStatus, Observer};
 use crate::lake::Lake;
 
@@ -53,6 +54,18 @@ fn month_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error>
 }
 
 impl Archive {
+    /// The checksum, checked to be a SHA-256 in hex (it names the raw copy).
+    fn sha256(&self) -> anyhow::Result<String> {
+        let checksum = self.checksum.trim().to_ascii_lowercase();
+        if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "the month's checksum {:?} is not a SHA-256 in hex",
+                crate::report::one_line(&self.checksum)
+            );
+        }
+        Ok(checksum)
+    }
+
     fn label(&self) -> String {
         format!("{:04}-{:02}", self.year, self.month)
     }
@@ -79,7 +92,7 @@ pub async fn pull(
         _lock,
         mut checkpoint,
         mut summary,
-    } = super::start(lake, source, &what.account).await?;
+    } = super::start(lake, options, source, &what.account).await?;
     let account = urlencoding(&what.account);
     let list = get_json(
         api,
@@ -153,20 +166,37 @@ async fn fetch_month(
         listed.month
     );
     let mut retry = 0;
-    let (archive, bytes) = loop {
+    loop {
         // A fresh link each time: the last one may have expired.
         let info = get_json(api, &path, summary).await?;
         let archive: Archive =
             serde_json::from_slice(&info).context("the month's archive info is not an archive")?;
+        let checksum = archive.sha256()?;
         let url = archive
             .url
             .as_deref()
             .context("the month's archive info has no url")?;
         let url = reqwest::Url::parse(url).context("the month's url is not a URL")?;
-        match api.download_once(&url).await {
-            Ok(body) => break (archive, body.bytes),
+        let name = format!(
+            "heroku/{account}/{}/{}/enterprise-audit-log-{account}-{:04}{:02}.json.gz",
+            archive.label(),
+            &checksum[..12],
+            archive.year,
+            archive.month
+        );
+        match download(lake, api, options, &url, &archive, &checksum, &name).await {
+            Ok((input, size)) => {
+                summary.pages += 1;
+                summary.bytes += size;
+                let month = PulledMonth {
+                    checksum: archive.checksum,
+                    size,
+                    pulled_at: now_text(),
+                };
+                return Ok((input, month));
+            }
             // An expired link (403) or a dropped download: ask again.
-            Err(attempt) if retry < FRESH_LINKS => {
+            Err(Failed::Link(attempt)) if retry < FRESH_LINKS => {
                 let reason = match attempt {
                     Attempt::Retry { reason, .. } => reason,
                     Attempt::Fatal(e) => e.to_string(),
@@ -175,39 +205,70 @@ async fn fetch_month(
                 retry += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(250 << retry)).await;
             }
-            Err(Attempt::Retry { reason, .. }) => {
+            Err(Failed::Link(Attempt::Retry { reason, .. })) => {
                 bail!("the download failed {FRESH_LINKS} times: {reason}")
             }
-            Err(Attempt::Fatal(e)) => return Err(e),
+            Err(Failed::Link(Attempt::Fatal(e)) | Failed::Content(e)) => return Err(e),
         }
-    };
-    summary.pages += 1;
-    summary.bytes += bytes.len() as u64;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    if !sha.eq_ignore_ascii_case(archive.checksum.trim()) {
-        bail!(
-            "the download does not match its checksum (got sha256 {sha}, the API says {}, {} bytes of {}): nothing was converted; the next pull tries again",
-            archive.checksum,
-            bytes.len(),
-            archive.size
-        );
     }
-    let name = format!(
-        "heroku/{account}/{}/{}/enterprise-audit-log-{account}-{:04}{:02}.json.gz",
-        archive.label(),
-        &sha[..12],
-        archive.year,
-        archive.month
-    );
-    let input = keep_raw(lake, options, &name, &bytes).await?;
-    Ok((
-        input,
-        PulledMonth {
-            checksum: archive.checksum,
-            size: bytes.len() as u64,
-            pulled_at: now_text(),
-        },
-    ))
+}
+
+/// Why a download failed.
+enum Failed {
+    /// The link or the connection: worth a fresh link.
+    Link(Attempt),
+    /// What came, or keeping it: given up until the next pull.
+    Content(anyhow::Error),
+}
+
+/// Downloads a month into its raw copy `name`, checking the bytes against
+/// the API's `checksum` and `size` as they come; returns where the copy is
+/// and its size. A download that fails leaves no copy.
+async fn download(
+    lake: &Lake,
+    api: &Api,
+    options: &PullOptions,
+    url: &reqwest::Url,
+    archive: &Archive,
+    checksum: &str,
+    name: &str,
+) -> Result<(String, u64), Failed> {
+    let mut body = api.download_once(url).await.map_err(Failed::Link)?;
+    let mut copy = RawCopy::create(lake, options, name)
+        .await
+        .map_err(Failed::Content)?;
+    let mut digest = Sha256::new();
+    let mut size = 0u64;
+    let received = async {
+        while let Some(chunk) = body.chunk().await.map_err(Failed::Link)? {
+            size += chunk.len() as u64;
+            if archive.size > 0 && size > archive.size {
+                return Err(Failed::Content(anyhow::anyhow!(
+                    "the download is longer than the {} bytes the API gives as its size: nothing was converted; the next pull tries again",
+                    archive.size
+                )));
+            }
+            digest.update(&chunk);
+            copy.write(chunk).await.map_err(Failed::Content)?;
+        }
+        let sha = hex::encode(digest.finalize());
+        if sha != checksum {
+            return Err(Failed::Content(anyhow::anyhow!(
+                "the download does not match its checksum (got sha256 {sha}, the API says {}, {size} bytes of {}): nothing was converted; the next pull tries again",
+                archive.checksum,
+                archive.size
+            )));
+        }
+        Ok(())
+    }
+    .await;
+    match received {
+        Ok(()) => Ok((copy.keep().await.map_err(Failed::Content)?, size)),
+        Err(e) => {
+            copy.abandon().await;
+            Err(e)
+        }
+    }
 }
 
 /// GETs an archive endpoint. It is asked for with the Platform API's

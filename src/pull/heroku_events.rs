@@ -15,7 +15,8 @@ use chrono::{Days, NaiveDate, Utc};
 use reqwest::header::{HeaderValue, RANGE};
 
 use super::http::{Api, heroku_accept};
-use super::{PullOptions, PullSummary, keep_raw};
+use super::raw::keep_raw;
+use super::{PullOptions, PullSummary};
 use crate::convert::Observer;
 use crate::lake::Lake;
 
@@ -46,7 +47,7 @@ pub async fn pull(
         _lock,
         mut checkpoint,
         mut summary,
-    } = super::start(lake, source, &what.account).await?;
+    } = super::start(lake, options, source, &what.account).await?;
     let today = Utc::now().date_naive();
     let last_day = checkpoint
         .windows

@@ -30,6 +30,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// this, each counting as a retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// The largest API response read: a page of events is well under it, and a
+/// server that sends more is not an API page.
+const MAX_API_BODY: usize = 64 << 20;
+
 /// Retries by default: 0.5 + 1 + 2 + 4 + 8 + 16 + 30 s of backoff at most,
 /// so a request that keeps failing is given up within about two minutes.
 pub const DEFAULT_MAX_RETRIES: u32 = 7;
@@ -111,16 +115,12 @@ impl Api {
         self.fetch(url, all, Some(self.timeout)).await
     }
 
-    /// GETs a presigned download URL: no token, same retries, as long as
-    /// the server keeps sending.
-    pub async fn download(&self, url: &Url) -> anyhow::Result<Body> {
-        self.fetch(url, HeaderMap::new(), None).await
-    }
-
     /// GETs a download once, for a caller that retries itself (with a
-    /// fresh URL).
-    pub async fn download_once(&self, url: &Url) -> Result<Body, Attempt> {
-        self.attempt(url, &HeaderMap::new(), None).await
+    /// fresh URL): no token; the body is read as it arrives, and only a
+    /// silence of `--timeout` gives it up.
+    pub async fn download_once(&self, url: &Url) -> Result<Download, Attempt> {
+        let response = self.respond(url, &HeaderMap::new(), None).await?;
+        Ok(Download { response })
     }
 
     async fn fetch(
@@ -155,18 +155,57 @@ impl Api {
         }
     }
 
-    /// One request, its body read whole, within `whole` if given.
+    /// One request, its body read whole (up to [`MAX_API_BODY`]), within
+    /// `whole` if given.
     async fn attempt(
         &self,
         url: &Url,
         headers: &HeaderMap,
         whole: Option<Duration>,
     ) -> Result<Body, Attempt> {
+        let mut response = self.respond(url, headers, whole).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(cut_short)? {
+            if bytes.len() + chunk.len() > MAX_API_BODY {
+                return Err(Attempt::Fatal(anyhow::anyhow!(
+                    "{}: the response is larger than {} MiB, more than any page of the API holds",
+                    shown(url),
+                    MAX_API_BODY >> 20
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if let Some(rate) = headers
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            && rate == 0
+        {
+            // The next request would be refused: wait a moment first.
+            tokio::time::sleep(FIRST_BACKOFF).await;
+        }
+        Ok(Body {
+            bytes: bytes.into(),
+            headers,
+            status,
+        })
+    }
+
+    /// Sends one request, within `whole` if given, and sorts its status:
+    /// a success is returned with its body unread; the rest are a retry or
+    /// a one-line error.
+    async fn respond(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        whole: Option<Duration>,
+    ) -> Result<reqwest::Response, Attempt> {
         let mut request = self.client.get(url.clone()).headers(headers.clone());
         if let Some(whole) = whole {
             request = request.timeout(whole);
         }
-        let response = match request.send().await {
+        let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
                 return Err(Attempt::Retry {
@@ -176,10 +215,12 @@ impl Api {
             }
         };
         let status = response.status();
-        let response_headers = response.headers().clone();
+        if status.is_success() {
+            return Ok(response);
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(Attempt::Retry {
-                wait: Some(retry_after(&response_headers).unwrap_or(FIRST_BACKOFF)),
+                wait: Some(retry_after(response.headers()).unwrap_or(FIRST_BACKOFF)),
                 reason: "rate limited (HTTP 429)".into(),
             });
         }
@@ -206,37 +247,41 @@ impl Api {
             };
             return Err(Attempt::Fatal(anyhow::anyhow!(message)));
         }
-        let bytes = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Err(Attempt::Retry {
-                    wait: None,
-                    reason: format!("the response was cut short ({})", error_kind(&e)),
-                });
+        // The start of the body says why; the rest is not waited for.
+        let mut text = Vec::new();
+        while text.len() < 200 {
+            match response.chunk().await.map_err(cut_short)? {
+                Some(chunk) => text.extend_from_slice(&chunk),
+                None => break,
             }
-        };
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
-            return Err(Attempt::Fatal(anyhow::anyhow!(
-                "{}: HTTP {}: {}",
-                shown(url),
-                status.as_u16(),
-                crate::report::one_line(&text)
-            )));
         }
-        if let Some(rate) = response_headers
-            .get("ratelimit-remaining")
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            && rate == 0
-        {
-            // The next request would be refused: wait a moment first.
-            tokio::time::sleep(FIRST_BACKOFF).await;
-        }
-        Ok(Body {
-            bytes,
-            headers: response_headers,
-            status,
-        })
+        let text = String::from_utf8_lossy(&text[..text.len().min(200)]);
+        Err(Attempt::Fatal(anyhow::anyhow!(
+            "{}: HTTP {}: {}",
+            shown(url),
+            status.as_u16(),
+            crate::report::one_line(&text)
+        )))
+    }
+}
+
+/// A download under way: its body, chunk by chunk.
+pub struct Download {
+    response: reqwest::Response,
+}
+
+impl Download {
+    /// The next part of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Attempt> {
+        self.response.chunk().await.map_err(cut_short)
+    }
+}
+
+/// A body that broke off is worth asking for again.
+fn cut_short(e: reqwest::Error) -> Attempt {
+    Attempt::Retry {
+        wait: None,
+        reason: format!("the response was cut short ({})", error_kind(&e)),
     }
 }
 

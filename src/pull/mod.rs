@@ -6,7 +6,7 @@
 //! 2. fetch what is not ([`heroku`], [`heroku_events`], [`terraform`]),
 //!    through [`http`]'s
 //!    retrying client;
-//! 3. keep every body, gzip-compressed, under
+//! 3. keep every body ([`raw`]), gzip-compressed, under
 //!    `<lake>/_auditlake/raw/<source>/<account>/…` before anything is
 //!    converted, so the lake can be rebuilt and checked from what the
 //!    platform served;
@@ -22,13 +22,12 @@ pub mod checkpoint;
 pub mod heroku;
 pub mod heroku_events;
 pub mod http;
+pub mod raw;
 pub mod terraform;
 
-use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::convert::{self, ConvertOptions, Observer, RunSummary};
@@ -115,34 +114,6 @@ fn netrc_password(text: &str, host: &str) -> Option<String> {
     None
 }
 
-/// Keeps `bytes` (gzip-compressed unless they already are) at
-/// `<raw>/<rel>` (`--raw`, else `<lake>/_auditlake/raw`) and returns where to
-/// convert them from.
-pub async fn keep_raw(
-    lake: &Lake,
-    options: &PullOptions,
-    rel: &str,
-    bytes: &[u8],
-) -> anyhow::Result<String> {
-    let compressed = if bytes.starts_with(&[0x1f, 0x8b]) {
-        bytes.to_vec()
-    } else {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(bytes)?;
-        encoder.finish()?
-    };
-    let (store, path) = match &options.raw {
-        Some(raw) => (raw, raw.object_path(rel)),
-        None => (lake, lake.object_path(&format!("_auditlake/raw/{rel}"))),
-    };
-    store
-        .store()
-        .put(&path, compressed.into())
-        .await
-        .with_context(|| format!("cannot keep the raw copy {}", store.object_url(&path)))?;
-    Ok(store.object_url(&path))
-}
-
 /// Converts the raw copies `inputs` into the lake.
 pub async fn convert_raw(
     lake: &Lake,
@@ -208,15 +179,22 @@ pub fn lock_pull(
 }
 
 /// What every pull starts with: the source's lock (held while the value
-/// lives), its checkpoint, and an empty summary.
+/// lives), its checkpoint, and an empty summary; what a killed pull left
+/// half-downloaded is removed.
 pub(crate) struct Started {
     pub _lock: Option<std::fs::File>,
     pub checkpoint: checkpoint::Checkpoint,
     pub summary: PullSummary,
 }
 
-pub(crate) async fn start(lake: &Lake, source: &str, account: &str) -> anyhow::Result<Started> {
+pub(crate) async fn start(
+    lake: &Lake,
+    options: &PullOptions,
+    source: &str,
+    account: &str,
+) -> anyhow::Result<Started> {
     let lock = lock_pull(lake, source, account)?;
+    raw::remove_unfinished(lake, options, source, account)?;
     let checkpoint = checkpoint::Checkpoint::load(lake, source, account).await?;
     Ok(Started {
         _lock: lock,

@@ -16,7 +16,8 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use super::http::Api;
-use super::{PullOptions, PullSummary, keep_raw};
+use super::raw::keep_raw;
+use super::{PullOptions, PullSummary};
 use crate::convert::Observer;
 use crate::lake::Lake;
 
@@ -61,7 +62,7 @@ pub async fn pull(
         _lock,
         mut checkpoint,
         mut summary,
-    } = super::start(lake, source, &account).await?;
+    } = super::start(lake, options, source, &account).await?;
     let started = Utc::now();
     let newest: Option<DateTime<Utc>> = checkpoint
         .newest_time

@@ -13,7 +13,7 @@ The scenario file is read again on every request, so a test can change it
 between pulls. Keys:
   token                      the Bearer token every API request must carry
   heroku.account             the Enterprise account
-  heroku.archives            [{year, month, file, checksum?}] (file: gzip bytes)
+  heroku.archives            [{year, month, file, checksum?, size?}] (file: gzip bytes)
   heroku.require_variant     answer 406 unless Accept asks for version=3.audit-trail
   heroku.events              {"YYYY-MM-DD": [event, ...]}: the daily events
   heroku.page_size           events per page (206 + Next-Range until the last)
@@ -154,7 +154,7 @@ class Handler(BaseHTTPRequestHandler):
             "checksum": checksum,
             "created_at": "2024-04-01T00:00:00Z",
             "month": "%02d" % a["month"],
-            "size": len(body),
+            "size": a.get("size", len(body)),
             "url": f"http://{host}/s3{urllib.parse.quote(a['file'])}?X-Amz-Expires=600&X-Amz-Signature=abc",
             "year": a["year"],
         }
