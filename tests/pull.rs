@@ -470,6 +470,30 @@ fn terraform_pages_resume_from_the_checkpoint() {
     assert_no_token(&lake, &[&first, &second]);
 }
 
+/// Terraform Cloud's 429 says in `X-RateLimit-Reset` how many seconds its
+/// window has left, and no `Retry-After`: the pull waits that long (twice
+/// 1.5 s here; its own backoff would wait about 0.5 s and then 1 s) and
+/// gets every event.
+#[test]
+fn terraform_rate_limits_are_waited_out_as_the_api_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let scenario = json!({
+        "token": TOKEN,
+        "terraform": {"events": terraform_events(&[30, 20, 10]), "page_size": 2},
+        "faults": [{"id": "a", "path": "/api/v2/organization/audit-trail", "kind": "429",
+                    "reset": 1.5, "times": 2}],
+    });
+    let api = FakeApi::start(dir.path(), scenario);
+    let started = std::time::Instant::now();
+    let out = pull(&api, &lake, &["terraform"], TOKEN);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(took >= std::time::Duration::from_secs(3), "{took:?}");
+    assert_eq!(api.requests().len(), 4, "{:#?}", api.requests());
+    assert_eq!(rows(&lake, "terraform"), ("3".into(), "3".into()));
+}
+
 /// A checkpoint older than the API's 14 days: what is left is pulled, and
 /// the loss is told on stderr, in `gaps` and by exit code 3.
 #[test]

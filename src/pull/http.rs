@@ -1,5 +1,5 @@
 //! The HTTP side of `pull`: one client with timeouts on every request,
-//! retries for what is worth retrying (429 after `Retry-After`, 5xx,
+//! retries for what is worth retrying (429 after the wait it asks for, 5xx,
 //! dropped connections and cut bodies, with jittered exponential backoff),
 //! and one-line errors for what is not (401/403 name the host and what to
 //! check). The token goes only to the API's own host: downloads from
@@ -220,7 +220,8 @@ impl Api {
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(Attempt::Retry {
-                wait: Some(retry_after(response.headers()).unwrap_or(FIRST_BACKOFF)),
+                // Without a hint, the usual backoff: Heroku says nothing.
+                wait: retry_after(response.headers()),
                 reason: "rate limited (HTTP 429)".into(),
             });
         }
@@ -310,16 +311,38 @@ pub fn heroku_accept(variant: Option<&str>) -> HeaderMap {
     headers
 }
 
-/// `Retry-After` in seconds (an HTTP date is taken as one backoff).
+/// How long a 429 asks to wait, capped at [`MAX_RETRY_AFTER`]:
+/// `Retry-After` in seconds or as an HTTP date (RFC 9110), else
+/// `X-RateLimit-Reset`, which Terraform Cloud sends as the seconds until
+/// its window resets (`0.076`; go-tfe waits for it) and some APIs as the
+/// Unix time of the reset.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+    let text = |name| headers.get(name)?.to_str().ok().map(str::trim);
+    let now = chrono::Utc::now();
+    let wait = if let Some(value) = text(RETRY_AFTER.as_str()) {
+        match value.parse::<u64>() {
+            Ok(seconds) => Duration::from_secs(seconds),
+            Err(_) => {
+                let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+                (at.with_timezone(&chrono::Utc) - now)
+                    .to_std()
+                    .unwrap_or_default()
+            }
+        }
+    } else {
+        let reset: f64 = text("x-ratelimit-reset")?.parse().ok()?;
+        if !reset.is_finite() || reset < 0.0 {
+            return None;
+        }
+        // A value past 2001 in Unix seconds is a time, not a wait.
+        let seconds = if reset > 1e9 {
+            reset - now.timestamp_millis() as f64 / 1000.0
+        } else {
+            reset
+        };
+        Duration::from_secs_f64(seconds.clamp(0.0, MAX_RETRY_AFTER.as_secs_f64()))
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// The wait before retry number `retry` (from 0): doubling from
@@ -401,16 +424,36 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_seconds_and_capped() {
+    fn retry_after_is_seconds_a_date_or_the_rate_limit_reset_and_capped() {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
         assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        // A date in the past: go now.
         headers.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(28) && wait <= Duration::from_secs(30));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+
+        // Terraform Cloud: the seconds until the window resets.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset", HeaderValue::from_static("0.076"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(76)));
+        let at = (chrono::Utc::now().timestamp() + 20).to_string();
+        headers.insert("x-ratelimit-reset", HeaderValue::from_str(&at).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(18) && wait <= Duration::from_secs(20));
+        headers.insert("x-ratelimit-reset", HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("x-ratelimit-reset", HeaderValue::from_static("NaN"));
         assert_eq!(retry_after(&headers), None);
     }
 }

@@ -19,9 +19,10 @@ between pulls. Keys:
   heroku.page_size           events per page (206 + Next-Range until the last)
   terraform.events           audit-trail events (newest first is not required)
   terraform.page_size        the largest page served (default: page[size])
-  faults                     [{id, path, kind, times?, retry_after?}]: the first
-                             `times` requests whose path starts with `path` get
-                             `kind`: 429 | 500 | reset (headers, then half the body,
+  faults                     [{id, path, kind, times?, retry_after?, reset?}]: the
+                             first `times` requests whose path starts with `path`
+                             get `kind`: 429 (with Retry-After, or with
+                             X-RateLimit-Reset when `reset` is given) | 500 | reset (headers, then half the body,
                              then the connection closes) | badsum (the month info
                              gives a wrong checksum) | truncate (the download serves
                              half the file) | expired (the download answers 403) |
@@ -94,8 +95,13 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(fault.get("seconds", 5))
         if kind == "429":
-            return self.send(429, {"id": "rate_limit", "message": "slow down"},
-                             headers={"Retry-After": str(fault.get("retry_after", 1))})
+            # Terraform Cloud says when its window resets (seconds, a float);
+            # others send Retry-After.
+            if "reset" in fault:
+                wait = {"X-RateLimit-Limit": "30", "X-RateLimit-Reset": str(fault["reset"])}
+            else:
+                wait = {"Retry-After": str(fault.get("retry_after", 1))}
+            return self.send(429, {"id": "rate_limit", "message": "slow down"}, headers=wait)
         if kind == "500":
             return self.send(500, {"id": "internal", "message": "oops"})
 
