@@ -473,16 +473,18 @@ fn terraform_pages_resume_from_the_checkpoint() {
 /// Terraform Cloud's 429 says in `X-RateLimit-Reset` how many seconds its
 /// window has left, and no `Retry-After`: the pull waits that long (twice
 /// 1.5 s here; its own backoff would wait about 0.5 s and then 1 s) and
-/// gets every event.
+/// gets every event. A server that names a next page after the last is
+/// followed to its first empty page, no further.
 #[test]
 fn terraform_rate_limits_are_waited_out_as_the_api_says() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let scenario = json!({
         "token": TOKEN,
-        "terraform": {"events": terraform_events(&[30, 20, 10]), "page_size": 2},
+        "terraform": {"events": terraform_events(&[30, 20, 10]), "page_size": 2, "endless": true},
         "faults": [{"id": "a", "path": "/api/v2/organization/audit-trail", "kind": "429",
                     "reset": 1.5, "times": 2}],
+        // And pages past the last still name a next one: the empty page ends it.
     });
     let api = FakeApi::start(dir.path(), scenario);
     let started = std::time::Instant::now();
@@ -490,7 +492,8 @@ fn terraform_rate_limits_are_waited_out_as_the_api_says() {
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(took >= std::time::Duration::from_secs(3), "{took:?}");
-    assert_eq!(api.requests().len(), 4, "{:#?}", api.requests());
+    // Two 429s, pages 1 and 2, and the empty page 3.
+    assert_eq!(api.requests().len(), 5, "{:#?}", api.requests());
     assert_eq!(rows(&lake, "terraform"), ("3".into(), "3".into()));
 }
 

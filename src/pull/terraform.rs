@@ -4,14 +4,14 @@
 //!
 //! A pull starts from the checkpoint's newest `timestamp` less an overlap
 //! (events of one second can straddle two polls; ids dedupe the rest) and
-//! reads pages until `pagination.next_page` is null. The API keeps 14 days
+//! reads pages until `pagination.next_page` is null or a page is empty. The API keeps 14 days
 //! only: when the checkpoint is older than that, what lies between it and
 //! the retention's start is gone, and the pull says so loudly (a warning
 //! line, the `gaps` field, exit code 3) after taking what is still there.
 
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
 
@@ -29,6 +29,10 @@ const OVERLAP_MINUTES: i64 = 5;
 
 /// Events per page (the API's largest).
 const PAGE_SIZE: u32 = 1000;
+
+/// Pages one pull follows at most: 100 million events, far more than
+/// the API keeps in its 14 days.
+const MAX_PAGES: u64 = 100_000;
 
 /// The parts of a page the pull reads (the rows are read by `source`).
 #[derive(Debug, Deserialize)]
@@ -111,8 +115,17 @@ pub async fn pull(
             let name = format!("terraform/{account}/{stamp}/page-{page_number:05}.json");
             inputs.push(keep_raw(lake, options, &name, &body.bytes).await?);
         }
+        // An empty page ends the trail whatever it says next: a server that
+        // never stops paging must not make the pull run forever.
         match page.pagination.and_then(|p| p.next_page) {
-            Some(next) if next > page_number => page_number = next,
+            Some(next) if next > page_number && !page.data.is_empty() => {
+                if page_number >= MAX_PAGES {
+                    bail!(
+                        "the audit trail did not end after {MAX_PAGES} pages of {PAGE_SIZE} events: stopped; nothing was converted"
+                    );
+                }
+                page_number = next
+            }
             _ => break,
         }
     }

@@ -19,6 +19,7 @@ between pulls. Keys:
   heroku.page_size           events per page (206 + Next-Range until the last)
   terraform.events           audit-trail events (newest first is not required)
   terraform.page_size        the largest page served (default: page[size])
+  terraform.endless          every page names a next page, even past the last
   faults                     [{id, path, kind, times?, retry_after?, reset?}]: the
                              first `times` requests whose path starts with `path`
                              get `kind`: 429 (with Retry-After, or with
@@ -204,7 +205,7 @@ class Handler(BaseHTTPRequestHandler):
             "pagination": {
                 "current_page": number,
                 "prev_page": number - 1 if number > 1 else None,
-                "next_page": number + 1 if number < total_pages else None,
+                "next_page": number + 1 if number < total_pages or s["terraform"].get("endless") else None,
                 "total_pages": total_pages,
                 "total_count": len(events),
             },
