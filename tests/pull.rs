@@ -758,6 +758,37 @@ fn padded_january(dir: &Path, pad: usize) -> PathBuf {
     archive
 }
 
+/// A server that answers every page of a day with the same page and the
+/// same `Next-Range` is asked twice, not forever: a range that does not
+/// move ends the day.
+#[test]
+fn a_next_range_that_does_not_move_ends_the_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let day: Value = serde_json::from_str(
+        &std::fs::read_to_string(testdata("heroku-events/acme-events-2024-03-15.json")).unwrap(),
+    )
+    .unwrap();
+    let api = FakeApi::start(
+        dir.path(),
+        json!({"token": TOKEN, "heroku": {"account": "acme", "archives": [], "page_size": 1,
+               "stuck": true, "events": {"2024-03-15": day}}}),
+    );
+    let args = [
+        "heroku-events",
+        "--account",
+        "acme",
+        "--from",
+        "2024-03-15",
+        "--to",
+        "2024-03-15",
+    ];
+    let out = pull(&api, &lake, &args, TOKEN);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(api.requests().len(), 2, "{:#?}", api.requests());
+    assert_eq!(rows(&lake, "heroku"), ("1".into(), "1".into()));
+}
+
 /// A month's archive goes to its raw copy as it downloads, never whole in
 /// memory: pulling a 128 MiB archive peaks under 96 MiB, where holding the
 /// download alone would take 128. The copy is the archive, byte for byte,

@@ -82,9 +82,12 @@ pub async fn pull(
                 );
                 inputs.push(keep_raw(lake, options, &name, &body.bytes).await?);
             }
-            range = (body.status.as_u16() == 206)
+            // An empty page, or a Next-Range that does not move, ends the
+            // day: a server that keeps answering 206 must not hold the pull.
+            let next = (body.status.as_u16() == 206 && !events.is_empty())
                 .then(|| body.headers.get("next-range").cloned())
                 .flatten();
+            range = next.filter(|n| Some(n) != range.as_ref());
             if range.is_none() {
                 break;
             }

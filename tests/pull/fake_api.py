@@ -17,6 +17,7 @@ between pulls. Keys:
   heroku.require_variant     answer 406 unless Accept asks for version=3.audit-trail
   heroku.events              {"YYYY-MM-DD": [event, ...]}: the daily events
   heroku.page_size           events per page (206 + Next-Range until the last)
+  heroku.stuck               every events page is the first, with the same Next-Range
   terraform.events           audit-trail events (newest first is not required)
   terraform.page_size        the largest page served (default: page[size])
   terraform.endless          every page names a next page, even past the last
@@ -172,14 +173,14 @@ class Handler(BaseHTTPRequestHandler):
         size = heroku.get("page_size", 1000)
         start = 0
         wanted = self.headers.get("Range", "")
-        if wanted.startswith("id ]"):
+        if wanted.startswith("id ]") and not heroku.get("stuck"):
             last = wanted[len("id ]"):].split("..")[0]
             start = next(i + 1 for i, e in enumerate(events) if e["id"] == last)
         page = events[start:start + size]
         body = json.dumps(page).encode()
         if kind == "reset":
             return self.reset(body)
-        if start + size < len(events):
+        if start + size < len(events) or (heroku.get("stuck") and page):
             return self.send(206, body, headers={
                 "Content-Range": f"id {page[0]['id']}..{page[-1]['id']}",
                 "Next-Range": f"id ]{page[-1]['id']}..; max={size}"})
