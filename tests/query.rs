@@ -1047,3 +1047,81 @@ async fn a_session_reads_whole_files_across_conversions() {
     let lake = dir.path().join("lake");
     crate::common::a_session_reads_whole_files_across_a_conversion(lake.to_str().unwrap()).await;
 }
+
+/// `--output` writes the result whole or not at all: a query that fails
+/// after 24,576 rows (the fourth batch divides by zero) leaves
+/// yesterday's file as it was and no temporary file beside it; one that
+/// succeeds replaces it.
+#[test]
+fn a_failed_query_leaves_its_output_file_as_it_was() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let results = dir.path().join("results");
+    std::fs::create_dir(&results).unwrap();
+    let file = results.join("out.csv");
+    std::fs::write(&file, "yesterday\n").unwrap();
+    let path = file.to_str().unwrap();
+    let failing = "SELECT v, 10 / (v - 30000) AS x FROM generate_series(1, 100000) AS t(v)";
+    let out = query(&lake, &["--format", "csv", "-o", path, failing]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Divide by zero"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "yesterday\n");
+    assert_eq!(files_under(&results), ["out.csv"]);
+
+    let sql = "SELECT type, count(*) AS n FROM heroku GROUP BY type ORDER BY type";
+    let out = query(&lake, &["--format", "csv", "-o", path, sql]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // testdata/README.md: 14 events.
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.starts_with("type,n\n"), "{written}");
+    let total: u64 = written
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 14, "{written}");
+    assert_eq!(files_under(&results), ["out.csv"]);
+
+    let missing = dir.path().join("nowhere/out.csv");
+    let out = query(&lake, &["-o", missing.to_str().unwrap(), "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "auditlake: error: cannot create {}: No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+}
+
+/// `--timeout` stops a query that runs too long, in one line with exit 1,
+/// and writes no output file; a timeout that is not a number of seconds is
+/// a usage error.
+#[test]
+fn a_query_past_its_timeout_is_stopped() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("out.csv");
+    let endless = "SELECT count(*) AS n FROM generate_series(1, 100000000000) AS t(v)";
+    let started = std::time::Instant::now();
+    let out = query(
+        &lake,
+        &["--timeout", "0.5", "-o", file.to_str().unwrap(), endless],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "auditlake: error: the query ran longer than --timeout 0.5 s and was stopped: narrow it (a month, an app) or give it longer\n"
+    );
+    assert!(!file.exists());
+    assert_eq!(
+        files_under(dir.path())
+            .iter()
+            .filter(|f| !f.starts_with("lake/"))
+            .count(),
+        0
+    );
+    let out = query(&lake, &["--timeout", "0", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -343,9 +343,13 @@ pub struct QueryArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::print_format::OutputFormat,
 
-    /// Write the result to a file instead of stdout.
+    /// Write the result to a file instead of stdout; it appears only once the query has succeeded.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// Stop the query (exit 1) after this many seconds, e.g. in a scheduled job.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<f64>,
 
     /// Also write evidence for an auditor into DIR (and DIR.tar.gz): the result as CSV and Parquet, the SQL, the parameters, the files read with their SHA-256, the log head and a verify report.
     #[arg(long, value_name = "DIR")]

@@ -1,6 +1,8 @@
 //! `auditlake query` (one-shot SQL or a named query) and `auditlake queries`.
 
 use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use datafusion::common::{ParamValues, ScalarValue};
@@ -48,51 +50,111 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<bool> {
         Some(_) => PrintOptions::whole(args.format),
         None => PrintOptions::for_stdout(args.format),
     };
-    let mut out: Box<dyn Write + Send> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => {
-            if args.format.is_binary() && std::io::stdout().is_terminal() {
-                bail!(
-                    "refusing to write {} to a terminal: use --output FILE or redirect stdout",
-                    args.format.name()
-                );
-            }
-            Box::new(std::io::BufWriter::new(std::io::stdout()))
-        }
-    };
     if args.format == OutputFormat::Parquet && statements.len() > 1 {
         bail!("--format parquet takes a single statement");
     }
-    if let Some(dir) = &args.evidence {
-        if statements.len() > 1 {
-            bail!("--evidence takes a single statement");
+    if args.evidence.is_some() && statements.len() > 1 {
+        bail!("--evidence takes a single statement");
+    }
+    let mut out = Output::open(args.output.as_deref(), args.format)?;
+    let run = async {
+        if let Some(dir) = &args.evidence {
+            let batches =
+                super::evidence::write(&engine, &statements[0], params.clone(), &args.params, dir)
+                    .await?;
+            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| {
+                std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty())
+            });
+            let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter(batches.into_iter().map(Ok)),
+            );
+            let printed = print_stream(Box::pin(stream), &options, out.writer()).await?;
+            return footer(&printed, out.writer());
         }
-        let batches =
-            super::evidence::write(&engine, &statements[0], params.clone(), &args.params, dir)
-                .await?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
-        let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::iter(batches.into_iter().map(Ok)),
-        );
-        let printed = print_stream(Box::pin(stream), &options, &mut *out).await?;
-        footer(&printed, &mut *out)?;
-        out.flush()?;
-        return Ok(true);
+        for statement in &statements {
+            let stream = engine.execute(statement, params.clone()).await?;
+            let printed = print_stream(stream, &options, out.writer()).await?;
+            footer(&printed, out.writer())?;
+        }
+        anyhow::Ok(())
+    };
+    match args.timeout {
+        Some(seconds) => tokio::time::timeout(Duration::from_secs_f64(seconds), run)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the query ran longer than --timeout {seconds} s and was stopped: narrow it (a month, an app) or give it longer"
+                )
+            })??,
+        None => run.await?,
     }
-    for statement in &statements {
-        let stream = engine.execute(statement, params.clone()).await?;
-        let printed = print_stream(stream, &options, &mut *out).await?;
-        footer(&printed, &mut *out)?;
-    }
-    out.flush()?;
+    out.finish()?;
     Ok(true)
+}
+
+/// Where a result goes: stdout, or a file that appears whole. The file is
+/// written under a hidden name beside it and renamed over it only when
+/// every statement has succeeded, so a query that fails or is stopped
+/// half-way leaves the previous file, if any, as it was.
+struct Output {
+    writer: std::io::BufWriter<Box<dyn Write + Send>>,
+    /// The file being written, and where it goes.
+    pending: Option<(tempfile::TempPath, PathBuf)>,
+}
+
+impl Output {
+    fn open(path: Option<&Path>, format: OutputFormat) -> anyhow::Result<Output> {
+        let Some(path) = path else {
+            if format.is_binary() && std::io::stdout().is_terminal() {
+                bail!(
+                    "refusing to write {} to a terminal: use --output FILE or redirect stdout",
+                    format.name()
+                );
+            }
+            return Ok(Output {
+                writer: std::io::BufWriter::new(Box::new(std::io::stdout())),
+                pending: None,
+            });
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        // A missing directory is named as the user gave it, not by the
+        // hidden name that could not be created in it.
+        std::fs::metadata(dir).with_context(|| format!("cannot create {}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let (file, temp) = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.unwrap_or_default()))
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create {}", path.display()))?
+            .into_parts();
+        Ok(Output {
+            writer: std::io::BufWriter::new(Box::new(file)),
+            pending: Some((temp, path.to_path_buf())),
+        })
+    }
+
+    fn writer(&mut self) -> &mut (dyn Write + Send) {
+        &mut self.writer
+    }
+
+    /// Flushes the result and, for a file, puts it in place.
+    fn finish(self) -> anyhow::Result<()> {
+        let Output {
+            mut writer,
+            pending,
+        } = self;
+        writer.flush().context("cannot write the result")?;
+        drop(writer);
+        if let Some((temp, path)) = pending {
+            temp.persist(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Under a table fitted to the terminal: what it does not show.
