@@ -1081,6 +1081,13 @@ fn a_failed_query_leaves_its_output_file_as_it_was() {
         .sum();
     assert_eq!(total, 14, "{written}");
     assert_eq!(files_under(&results), ["out.csv"]);
+    // It reads as any file the user makes there, not as a private temporary.
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    std::fs::write(results.join("ordinary"), "x").unwrap();
+    assert_eq!(mode(&file), mode(&results.join("ordinary")));
 
     let missing = dir.path().join("nowhere/out.csv");
     let out = query(&lake, &["-o", missing.to_str().unwrap(), "SELECT 1"]);

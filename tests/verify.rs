@@ -650,4 +650,36 @@ async fn query_evidence_holds_what_an_auditor_checks() {
     ]);
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("is not empty: evidence goes into a new folder"));
+    // The folder and the archive read as any file the user makes there.
+    let ordinary = dir.path().join("ordinary");
+    std::fs::create_dir(&ordinary).unwrap();
+    std::fs::write(ordinary.join("f"), "x").unwrap();
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&evidence), mode(&ordinary));
+    assert_eq!(mode(&archive), mode(&ordinary.join("f")));
+}
+
+/// Evidence of a query that fails is not written at all: no folder, no
+/// archive, no hidden leftovers.
+#[test]
+fn a_failed_query_leaves_no_evidence() {
+    let dir = testdata_lake();
+    let lake = dir.path().join("lake");
+    let cases = dir.path().join("cases");
+    let evidence = cases.join("ticket-4712");
+    let out = auditlake(&[
+        "query",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "SELECT 10 / (CAST(month AS INT) - 2) AS x FROM heroku",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Divide by zero"), "{}", stderr(&out));
+    assert_eq!(files_under(&cases), Vec::<String>::new());
+    assert_eq!(std::fs::read_dir(&cases).unwrap().count(), 0);
 }

@@ -34,7 +34,47 @@ pub async fn write(
             dir.display()
         );
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Everything is written into a hidden folder beside DIR and put in
+    // place at the end: a query or a write that fails leaves no half an
+    // evidence folder for an auditor to be handed.
+    let staging = super::partial::dir_beside(dir)?;
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let archive_path = dir.with_file_name(format!("{name}.tar.gz"));
+    let (batches, verified) = write_into(engine, sql, params, param_text, staging.path()).await?;
+    let archive = pack(staging.path(), &name, &archive_path)?;
+    if dir.exists() {
+        // Empty, as checked above.
+        std::fs::remove_dir(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+    }
+    std::fs::rename(staging.path(), dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    // The folder is in place: nothing left to remove.
+    let _ = staging.keep();
+    archive
+        .persist(&archive_path)
+        .with_context(|| format!("cannot create {}", archive_path.display()))?;
+    eprintln!(
+        "evidence written to {} and {} (lake {})",
+        dir.display(),
+        archive_path.display(),
+        if verified {
+            "verified"
+        } else {
+            "NOT verified: see verify.json"
+        }
+    );
+    Ok(batches)
+}
+
+/// Runs `sql` and writes the evidence files into `dir`; returns the result
+/// and whether the lake verified.
+async fn write_into(
+    engine: &Engine,
+    sql: &str,
+    params: Option<ParamValues>,
+    param_text: &[(String, String)],
+    dir: &Path,
+) -> anyhow::Result<(Vec<RecordBatch>, bool)> {
     let lake = engine.lake();
     let plan = engine
         .sql(sql, params)
@@ -116,32 +156,15 @@ pub async fn write(
         "contents": contents,
     });
     write_file("evidence.json", &serde_json::to_vec_pretty(&evidence)?)?;
-    pack(dir)?;
-    eprintln!(
-        "evidence written to {} and {}.tar.gz (lake {})",
-        dir.display(),
-        dir.display(),
-        if report.ok() {
-            "verified"
-        } else {
-            "NOT verified: see verify.json"
-        }
-    );
-    Ok(batches)
+    Ok((batches, report.ok()))
 }
 
-/// DIR.tar.gz of the folder's files, under the folder's name.
-fn pack(dir: &Path) -> anyhow::Result<()> {
-    let name = dir
-        .file_name()
-        .context("the evidence folder has no name")?
-        .to_string_lossy()
-        .into_owned();
-    let archive = dir.with_file_name(format!("{name}.tar.gz"));
-    let file = std::fs::File::create(&archive)
-        .with_context(|| format!("cannot create {}", archive.display()))?;
+/// The folder's files as a `.tar.gz` under the folder's `name`, written
+/// to a hidden file beside `archive` for the caller to put in place.
+fn pack(dir: &Path, name: &str, archive: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let archive = super::partial::file_beside(archive)?;
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-        file,
+        archive.reopen()?,
         flate2::Compression::default(),
     ));
     let mut names: Vec<_> = std::fs::read_dir(dir)?
@@ -149,8 +172,8 @@ fn pack(dir: &Path) -> anyhow::Result<()> {
         .collect();
     names.sort();
     for entry in names {
-        tar.append_path_with_name(dir.join(&entry), Path::new(&name).join(&entry))?;
+        tar.append_path_with_name(dir.join(&entry), Path::new(name).join(&entry))?;
     }
     tar.into_inner()?.finish()?.flush()?;
-    Ok(())
+    Ok(archive)
 }

@@ -4,6 +4,7 @@
 mod convert;
 mod ddl;
 mod evidence;
+mod partial;
 mod progress;
 mod pull;
 mod query;

@@ -117,20 +117,7 @@ impl Output {
                 pending: None,
             });
         };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        // A missing directory is named as the user gave it, not by the
-        // hidden name that could not be created in it.
-        std::fs::metadata(dir).with_context(|| format!("cannot create {}", path.display()))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let (file, temp) = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.unwrap_or_default()))
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .with_context(|| format!("cannot create {}", path.display()))?
-            .into_parts();
+        let (file, temp) = super::partial::file_beside(path)?.into_parts();
         Ok(Output {
             writer: std::io::BufWriter::new(Box::new(file)),
             pending: Some((temp, path.to_path_buf())),
