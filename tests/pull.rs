@@ -497,6 +497,29 @@ fn terraform_rate_limits_are_waited_out_as_the_api_says() {
     assert_eq!(rows(&lake, "terraform"), ("3".into(), "3".into()));
 }
 
+/// An API answer larger than any page (40 MiB) is refused in one line
+/// before it is read further or parsed, and not asked for again.
+#[test]
+fn an_api_answer_larger_than_any_page_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let scenario = json!({
+        "token": TOKEN,
+        "terraform": {"events": terraform_events(&[30])},
+        "faults": [{"id": "a", "path": "/api/v2/organization/audit-trail", "kind": "huge"}],
+    });
+    let api = FakeApi::start(dir.path(), scenario);
+    let out = pull(&api, &lake, &["terraform"], TOKEN);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.ends_with("the response is larger than 32 MiB, more than any page of the API holds\n"),
+        "{err}"
+    );
+    assert_eq!(api.requests().len(), 1);
+}
+
 /// A checkpoint older than the API's 14 days: what is left is pulled, and
 /// the loss is told on stderr, in `gaps` and by exit code 3.
 #[test]

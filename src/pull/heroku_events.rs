@@ -73,7 +73,8 @@ pub async fn pull(
             let body = api.get(&url, headers).await?;
             summary.pages += 1;
             summary.bytes += body.bytes.len() as u64;
-            let events: Vec<serde_json::Value> = serde_json::from_slice(&body.bytes)
+            // Only how many: the events themselves are `source`'s to read.
+            let events: Vec<serde::de::IgnoredAny> = serde_json::from_slice(&body.bytes)
                 .with_context(|| format!("{day}, page {page}: the events are not a JSON array"))?;
             if !events.is_empty() {
                 let name = format!(

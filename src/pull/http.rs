@@ -30,9 +30,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// this, each counting as a retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// The largest API response read: a page of events is well under it, and a
+/// The largest API response read: a page of 1,000 events is 1–2 MiB, and a
 /// server that sends more is not an API page.
-const MAX_API_BODY: usize = 64 << 20;
+const MAX_API_BODY: usize = 32 << 20;
 
 /// Retries by default: 0.5 + 1 + 2 + 4 + 8 + 16 + 30 s of backoff at most,
 /// so a request that keeps failing is given up within about two minutes.

@@ -24,7 +24,8 @@ between pulls. Keys:
   faults                     [{id, path, kind, times?, retry_after?, reset?}]: the
                              first `times` requests whose path starts with `path`
                              get `kind`: 429 (with Retry-After, or with
-                             X-RateLimit-Reset when `reset` is given) | 500 | reset (headers, then half the body,
+                             X-RateLimit-Reset when `reset` is given) | 500 |
+                             huge (a 40 MiB answer) | reset (headers, then half the body,
                              then the connection closes) | badsum (the month info
                              gives a wrong checksum) | truncate (the download serves
                              half the file) | expired (the download answers 403) |
@@ -104,6 +105,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 wait = {"Retry-After": str(fault.get("retry_after", 1))}
             return self.send(429, {"id": "rate_limit", "message": "slow down"}, headers=wait)
+        if kind == "huge":
+            # An answer no API page is: 40 MiB of blanks in an array.
+            return self.send(200, b"[" + b" " * (40 << 20) + b"]")
         if kind == "500":
             return self.send(500, {"id": "internal", "message": "oops"})
 
