@@ -1,4 +1,5 @@
-//! Atomic replacement of month files.
+//! Atomic replacement of month files (and of `pull`'s raw copies, which are
+//! written the same way).
 //!
 //! On disk, a file is written under a hidden temporary name in its final
 //! directory, flushed, and renamed over the final name: a reader sees either
