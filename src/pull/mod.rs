@@ -194,7 +194,10 @@ pub(crate) async fn start(
     account: &str,
 ) -> anyhow::Result<Started> {
     let lock = lock_pull(lake, source, account)?;
-    raw::remove_unfinished(lake, options, source, account)?;
+    // Only under the lock is no other pull of the source writing there.
+    if lock.is_some() {
+        raw::remove_unfinished(lake, options, source, account)?;
+    }
     let checkpoint = checkpoint::Checkpoint::load(lake, source, account).await?;
     Ok(Started {
         _lock: lock,

@@ -133,9 +133,9 @@ fn raw_path<'a>(lake: &'a Lake, options: &'a PullOptions, rel: &str) -> (&'a Lak
 }
 
 /// Removes what a killed pull of `<source>/<account>` left of a copy it was
-/// writing on disk (hidden `.…inprogress` files); called under that pull's
-/// lock, so no running pull's copy is touched. On S3 such a copy is an
-/// upload never completed, which no listing shows.
+/// writing on disk (hidden `.…inprogress` files); called only under that
+/// source's pull lock (local lakes), so no running pull's copy is touched.
+/// On S3 such a copy is an upload never completed, which no listing shows.
 pub fn remove_unfinished(
     lake: &Lake,
     options: &PullOptions,
