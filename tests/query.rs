@@ -1082,10 +1082,6 @@ fn a_failed_query_leaves_its_output_file_as_it_was() {
     assert_eq!(total, 14, "{written}");
     assert_eq!(files_under(&results), ["out.csv"]);
     // It reads as any file the user makes there, not as a private temporary.
-    let mode = |p: &std::path::Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-    };
     std::fs::write(results.join("ordinary"), "x").unwrap();
     assert_eq!(mode(&file), mode(&results.join("ordinary")));
 

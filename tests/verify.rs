@@ -654,10 +654,6 @@ async fn query_evidence_holds_what_an_auditor_checks() {
     let ordinary = dir.path().join("ordinary");
     std::fs::create_dir(&ordinary).unwrap();
     std::fs::write(ordinary.join("f"), "x").unwrap();
-    let mode = |p: &std::path::Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-    };
     assert_eq!(mode(&evidence), mode(&ordinary));
     assert_eq!(mode(&archive), mode(&ordinary.join("f")));
 }

@@ -111,6 +111,12 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// A file's or folder's permission bits.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 /// Data files only (the lake's `heroku/...` tree).
 pub fn data_files(lake: &Path) -> Vec<String> {
     files_under(lake)
